@@ -1,0 +1,146 @@
+"""Turn an annotated graph into a `keras.Model`, one layer per node (the only core module that imports Keras)."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from typing import TYPE_CHECKING, Any, Iterator
+
+from explorer.annotate import AnnotatedGraph, build
+from explorer.config import ConfigError, ResNetConfig
+from explorer.graph import Node
+
+if TYPE_CHECKING:  # pragma: no cover
+    import keras
+
+_ZERO_PAD_SHORTCUT = None
+
+
+class GraphError(ConfigError):
+    """A graph with errors was asked to become a Keras model."""
+
+
+def _keras() -> Any:
+    """Import Keras lazily (TensorFlow starts in ~2 s; the core never needs it)."""
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+
+    return keras
+
+
+def zero_pad_shortcut_class() -> type:
+    """The registered Keras layer for option-A shortcuts (subsample, then zero-pad channels)."""
+    global _ZERO_PAD_SHORTCUT
+    if _ZERO_PAD_SHORTCUT is not None:
+        return _ZERO_PAD_SHORTCUT
+    keras = _keras()
+
+    @keras.saving.register_keras_serializable(package="explorer")
+    class ZeroPadShortcut(keras.layers.Layer):
+        """Option-A shortcut: keep every `stride`-th pixel, append zero channels up to `channels`."""
+
+        def __init__(self, stride: int, channels: int, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.stride = stride
+            self.channels = channels
+
+        def call(self, x: Any) -> Any:
+            ops = keras.ops
+            if self.stride > 1:
+                x = x[:, :: self.stride, :: self.stride, :]
+            extra = self.channels - x.shape[-1]
+            if extra > 0:
+                x = ops.pad(x, [[0, 0], [0, 0], [0, 0], [0, extra]])
+            return x
+
+        def compute_output_shape(self, input_shape: tuple) -> tuple:
+            n, h, w, _ = input_shape
+            s = self.stride
+            h = None if h is None else -(-h // s)
+            w = None if w is None else -(-w // s)
+            return (n, h, w, self.channels)
+
+        def get_config(self) -> dict:
+            return {**super().get_config(), "stride": self.stride, "channels": self.channels}
+
+    _ZERO_PAD_SHORTCUT = ZeroPadShortcut
+    return ZeroPadShortcut
+
+
+@contextlib.contextmanager
+def recursion_limit(limit: int) -> Iterator[None]:
+    """Raise Python's recursion limit for the duration of a deep functional build."""
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(old, limit))
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(old)
+
+
+def _layer(node: Node, keras: Any) -> Any:
+    a = node.attrs
+    L = keras.layers
+    name = node.name
+    op = node.op
+    if op == "conv":
+        reg = keras.regularizers.L2(a["l2"]) if a["l2"] > 0 else None
+        return L.Conv2D(
+            a["filters"], a["kernel"], strides=a["stride"], padding=a["padding"], use_bias=a["bias"],
+            kernel_initializer=a["initializer"], kernel_regularizer=reg, name=name,
+        )
+    if op == "bn":
+        return L.BatchNormalization(epsilon=a["epsilon"], name=name)
+    if op == "relu":
+        return L.Activation("relu", name=name)
+    if op == "dropout":
+        return L.Dropout(a["rate"], name=name)
+    if op == "add":
+        return L.Add(name=name)
+    if op == "zero_pad":
+        return L.ZeroPadding2D(a["pad"], name=name)
+    if op == "maxpool":
+        return L.MaxPooling2D(a["size"], strides=a["stride"], padding=a["padding"], name=name)
+    if op == "avgpool":
+        return L.AveragePooling2D(a["size"], strides=a["stride"], padding=a["padding"], name=name)
+    if op == "gap":
+        return L.GlobalAveragePooling2D(name=name)
+    if op == "flatten":
+        return L.Flatten(name=name)
+    if op == "dense":
+        return L.Dense(a["units"], activation=a["activation"], kernel_initializer=a["initializer"], name=name)
+    if op == "zero_pad_shortcut":
+        return zero_pad_shortcut_class()(a["stride"], a["channels"], name=name)
+    raise ValueError(f"no Keras layer for op {op!r}")  # pragma: no cover - every op is mapped
+
+
+def build_model(source: AnnotatedGraph | ResNetConfig, *, name: str = "resnet") -> "keras.Model":
+    """Build the Keras functional model of a config or annotated graph.
+
+    Args:
+        source: A config, or an annotated graph (from `explorer.annotate.build`).
+        name: The model's name.
+
+    Returns:
+        A `keras.Model` whose layer names are the graph's node names.
+
+    Raises:
+        GraphError: The graph has error diagnostics (listed in the message).
+    """
+    ag = build(source) if isinstance(source, ResNetConfig) else source
+    if ag.errors:
+        listed = "; ".join(f"{d.node}: {d.message}" for d in ag.errors)
+        raise GraphError("config", f"the network does not fit together ({listed})", ag.errors[0].hint)
+    keras = _keras()
+    tensors: dict[str, Any] = {}
+    with recursion_limit(10_000 + 20 * len(ag.graph)):
+        for node in ag.graph:
+            if node.op == "input":
+                tensors[node.name] = keras.Input(shape=tuple(node.attrs["shape"]), name=node.name)
+                continue
+            layer = _layer(node, keras)
+            args = [tensors[i] for i in node.inputs]
+            tensors[node.name] = layer(args if node.op == "add" else args[0])
+        return keras.Model(tensors[ag.graph.nodes[0].name], tensors[ag.graph.output.name], name=name)
