@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator
 
 from explorer.config import ResNetConfig
 from explorer.graph import Graph, Node, expand
@@ -307,7 +307,7 @@ class _State:
         block_nodes = [n.name for n in self.graph.nodes if n.stage == node.stage and n.block == node.block]
         self.report(
             node,
-            f"{node.name} cannot add its inputs: {'; and '.join(causes)} ({fmt_shape(main.shape)} vs {fmt_shape(short.shape)})",
+            f"{node.name} cannot add its inputs: {'; and '.join(causes)}",
             (main.shape, short.shape),
             hint,
             fixes=tuple(fixes),

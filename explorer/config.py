@@ -234,7 +234,7 @@ class ResNetConfig:
         shape = self.input_shape
         if not isinstance(shape, tuple) or len(shape) != 3:
             raise ConfigError("input", f"{shape!r} is not (H, W, C)", "give height, width and channels, e.g. 32x32x3")
-        for axis, value, high in zip("HWC", shape, (MAX_INPUT_SIDE, MAX_INPUT_SIDE, MAX_CHANNELS)):
+        for axis, value, high in zip("HWC", shape, (MAX_INPUT_SIDE, MAX_INPUT_SIDE, MAX_CHANNELS), strict=True):
             _int_range("input", value, 1, high, f" for {axis}")
 
     def _validate_widths(self) -> None:

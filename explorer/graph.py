@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 from explorer.config import ResNetConfig
 
@@ -167,12 +168,14 @@ class _Builder:
 def expand(config: ResNetConfig) -> Graph:
     """Expand a config into its graph: every layer, in topological order, with stable names."""
     b = _Builder(config)
+    b.where = ""
     x = b.add("input", "input", (), role="input", shape=config.input_shape)
+    b.where = "stem"
     x = _stem(b, x)
     blocks: list[BlockInfo] = []
     width = config.filters
     stage_blocks = config.stage_blocks
-    for s, ((inner, out), count) in enumerate(zip(config.stage_widths(), stage_blocks), start=1):
+    for s, ((inner, out), count) in enumerate(zip(config.stage_widths(), stage_blocks, strict=True), start=1):
         b.stage = s
         for k in range(1, count + 1):
             stride = _block_stride(config, s, k, count)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from typing import TYPE_CHECKING, Any, Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 from explorer.annotate import AnnotatedGraph, build
 from explorer.config import ConfigError, ResNetConfig
@@ -116,7 +117,7 @@ def _layer(node: Node, keras: Any) -> Any:
     raise ValueError(f"no Keras layer for op {op!r}")  # pragma: no cover - every op is mapped
 
 
-def build_model(source: AnnotatedGraph | ResNetConfig, *, name: str = "resnet") -> "keras.Model":
+def build_model(source: AnnotatedGraph | ResNetConfig, *, name: str = "resnet") -> keras.Model:
     """Build the Keras functional model of a config or annotated graph.
 
     Args:

@@ -1,0 +1,239 @@
+"""Command-line interface: `python -m explorer presets | summary | dot` (headless views of one config)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from explorer.annotate import AnnotatedGraph, build
+from explorer.config import (
+    BLOCKS,
+    DOWNSAMPLE,
+    HEADS,
+    SHORTCUTS,
+    STEMS,
+    STRIDE_AT,
+    WIDTH_RULES,
+    ConfigError,
+    ResNetConfig,
+    parse_input_shape,
+    parse_int_list,
+)
+from explorer.presets import PRESETS, get_preset
+
+EXIT_OK, EXIT_USAGE, EXIT_DIAGNOSTICS = 0, 2, 3
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error as one line (no usage dump) and exits 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _add_config_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("network (also usable as overrides after --preset)")
+    src = g.add_mutually_exclusive_group()
+    src.add_argument("--preset", metavar="NAME", help=f"start from a preset: {', '.join(PRESETS)}")
+    src.add_argument("--config", metavar="FILE.json", help="start from a config JSON file (as printed by summary --json)")
+    g.add_argument("--version", type=int, choices=(1, 2), help="1 = post-activation, 2 = pre-activation")
+    g.add_argument("--block", choices=BLOCKS)
+    g.add_argument("--depth", type=int, metavar="N", help="weighted layers, e.g. 20 (6n+2) or 164 (9n+2)")
+    g.add_argument("--blocks", metavar="3,4,6,3", help="explicit blocks per stage (sets the number of stages)")
+    g.add_argument("--stages", type=int, metavar="N")
+    g.add_argument("--filters", type=int, metavar="N", help="base filters (stem and first stage)")
+    g.add_argument("--widths", metavar="16,32,64", help="explicit inner width per stage")
+    g.add_argument("--width-rule", choices=WIDTH_RULES)
+    g.add_argument("--shortcut", choices=SHORTCUTS)
+    g.add_argument("--stride-at", choices=STRIDE_AT)
+    g.add_argument("--downsample", choices=DOWNSAMPLE)
+    g.add_argument("--stem", choices=STEMS)
+    g.add_argument("--head", choices=HEADS)
+    g.add_argument("--dropout", type=float, metavar="RATE")
+    g.add_argument("--input", metavar="HxWxC", help="input shape, e.g. 32x32x3")
+    g.add_argument("--classes", type=int, metavar="N")
+
+
+def config_from_args(args: argparse.Namespace) -> ResNetConfig:
+    """The config the flags describe: a preset or file (or the default) with overrides applied."""
+    if args.preset:
+        base = get_preset(args.preset).config
+    elif args.config:
+        path = Path(args.config)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError("config", f"cannot read {path} ({exc.strerror or exc})", "give the path of a config JSON file") from None
+        base = ResNetConfig.from_json(text)
+    else:
+        base = ResNetConfig()
+    changes: dict = {}
+    for field in ("version", "block", "stages", "filters", "shortcut", "stem", "head", "dropout", "classes",
+                  "width_rule", "stride_at", "downsample"):
+        value = getattr(args, field)
+        if value is not None:
+            changes[field] = value
+    if args.widths is not None:
+        changes["widths"] = parse_int_list("widths", args.widths)
+    if args.input is not None:
+        changes["input_shape"] = parse_input_shape(args.input)
+    if args.blocks is not None:
+        blocks = parse_int_list("blocks", args.blocks)
+        changes.update(blocks=blocks, depth=None)
+        changes.setdefault("stages", len(blocks))
+    if args.depth is not None:
+        changes.update(depth=args.depth, blocks=None)
+        if args.blocks is not None:
+            raise ConfigError("depth", "give either --depth or --blocks, not both", "drop one of them")
+    if "stages" in changes and "blocks" not in changes and base.blocks is not None:
+        changes["blocks"] = None
+        changes.setdefault("depth", base.resolved_depth)
+    if "stages" in changes and "widths" not in changes and base.widths is not None:
+        changes["widths"] = None
+    return ResNetConfig.from_dict({**base.to_dict(), **changes})
+
+
+def summary_json(ag: AnnotatedGraph) -> dict:
+    """The `summary --json` object."""
+    from explorer.tables import layer_records
+
+    layers = [
+        {k: r[k] for k in ("name", "type", "stage", "block", "role", "output_shape", "params", "macs", "receptive_field")}
+        for r in layer_records(ag)
+    ]
+    return {
+        "config": ag.config.to_dict(),
+        "depth": ag.depth,
+        "total_params": ag.total_params,
+        "trainable_params": ag.trainable_params,
+        "non_trainable_params": ag.non_trainable_params,
+        "macs": ag.macs,
+        "activation_bytes": ag.activation_bytes,
+        "layers": layers,
+        "diagnostics": [d.to_dict() for d in ag.diagnostics],
+    }
+
+
+def _print_diagnostics(ag: AnnotatedGraph, out) -> None:
+    from explorer.annotate import fmt_shape
+
+    for d in ag.diagnostics:
+        shapes = " vs ".join(fmt_shape(s) for s in d.shapes)
+        print(f"{d.severity.upper()} at {d.node}: {d.message} [{shapes}]\n  fix: {d.hint}", file=out)
+
+
+def cmd_presets(args: argparse.Namespace) -> int:
+    """Print the presets table."""
+    import pandas as pd
+
+    from explorer.tables import human
+
+    rows = []
+    for p in PRESETS.values():
+        ag = build(p.config)
+        rows.append({
+            "name": p.name, "depth": ag.depth, "params": human(ag.total_params),
+            "reference params": human(p.reported_params) if p.reported_params else "—",
+            "reported error %": f"{p.reported_error:.2f}" if p.reported_error is not None else "—",
+            "dataset": p.dataset, "source": p.source,
+        })
+    df = pd.DataFrame(rows)
+    if args.json:
+        print(df.to_json(orient="records", force_ascii=False, indent=1))
+    else:
+        print(df.to_string(index=False))
+    return EXIT_OK
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    """Print the per-layer table and totals (text, JSON or CSV)."""
+    ag = build(config_from_args(args))
+    if args.json:
+        print(json.dumps(summary_json(ag), indent=1))
+    elif args.csv:
+        from explorer.tables import layer_table
+
+        sys.stdout.write(layer_table(ag).to_csv(index=False))
+    else:
+        from explorer.tables import human, human_bytes, layer_table
+
+        df = layer_table(ag)
+        cols = ["name", "type", "output_shape", "params", "macs", "receptive_field"]
+        print(df[cols].to_string(index=False))
+        print(
+            f"\ndepth {ag.depth} · {len(ag.graph)} layers · params {ag.total_params:,} "
+            f"(trainable {ag.trainable_params:,}, non-trainable {ag.non_trainable_params:,}) · "
+            f"MACs {human(ag.macs)} · activations {human_bytes(ag.activation_bytes)} per image"
+        )
+    _print_diagnostics(ag, sys.stderr)
+    return EXIT_DIAGNOSTICS if ag.diagnostics else EXIT_OK
+
+
+def cmd_dot(args: argparse.Namespace) -> int:
+    """Print or write the Graphviz diagram."""
+    from explorer import diagram
+
+    ag = build(config_from_args(args))
+    source = diagram.to_dot(ag, level=args.level, expand=args.expand, rankdir=args.rankdir, rollup=not args.no_rollup,
+                            show_params=args.params, color_by=args.color_by)
+    if args.output:
+        path = Path(args.output)
+        suffix = path.suffix.lower().lstrip(".")
+        if suffix == "dot" or suffix == "gv":
+            data = source.encode()
+        elif suffix in ("svg", "png"):
+            data = diagram.render(source, suffix)
+        else:
+            raise ConfigError("output", f"cannot write {path.name}", "give a file ending in .dot, .svg or .png")
+        try:
+            path.write_bytes(data)
+        except OSError as exc:
+            raise ConfigError("output", f"cannot write {path} ({exc.strerror or exc})", "give a writable path") from None
+    else:
+        sys.stdout.write(source)
+    _print_diagnostics(ag, sys.stderr)
+    return EXIT_DIAGNOSTICS if ag.diagnostics else EXIT_OK
+
+
+def make_parser() -> argparse.ArgumentParser:
+    """The argument parser for all subcommands."""
+    parser = _Parser(prog="python -m explorer", description="ResNet Explorer: describe, check and draw residual networks.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    p = sub.add_parser("presets", help="list the named presets with their references")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_presets)
+
+    p = sub.add_parser("summary", help="per-layer table and totals of a network")
+    _add_config_flags(p)
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="one JSON object (config, totals, layers, diagnostics)")
+    fmt.add_argument("--csv", action="store_true", help="the per-layer table as CSV")
+    p.set_defaults(func=cmd_summary)
+
+    p = sub.add_parser("dot", help="Graphviz diagram of a network (DOT on stdout, or -o FILE.dot|.svg|.png)")
+    _add_config_flags(p)
+    p.add_argument("--level", choices=("stage", "block", "layer"), default="block")
+    p.add_argument("--expand", metavar="NAME", help="draw one stage (stage2) or block (stage2_block3) at layer level")
+    p.add_argument("--rankdir", choices=("TB", "LR"), default="TB")
+    p.add_argument("--no-rollup", action="store_true", help="draw every block (no '× k' roll-up)")
+    p.add_argument("--params", action="store_true", help="show parameter counts in the labels")
+    p.add_argument("--color-by", choices=("params", "macs", "memory"), help="fill nodes by cost")
+    p.add_argument("-o", "--output", metavar="FILE", help="write .dot, .svg or .png (svg/png need Graphviz's dot)")
+    p.set_defaults(func=cmd_dot)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (0 ok, 2 bad input, 3 diagnostics found)."""
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except BrokenPipeError:  # e.g. `| head`
+        return EXIT_OK

@@ -1,0 +1,141 @@
+"""CLI: presets table, summary JSON schema, config round-trip, exit codes, no TensorFlow."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from explorer.cli import main
+from explorer.presets import PRESETS
+from tests.conftest import ROOT
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_presets_lists_every_preset(capsys):
+    code, out, _ = run(capsys, "presets")
+    assert code == 0
+    for name in PRESETS:
+        assert name in out
+    code, out, _ = run(capsys, "presets", "--json")
+    rows = json.loads(out)
+    assert [r["name"] for r in rows] == list(PRESETS)
+
+
+def test_summary_json_schema(capsys):
+    code, out, err = run(capsys, "summary", "--preset", "resnet20", "--json")
+    assert code == 0 and err == ""
+    data = json.loads(out)
+    assert set(data) >= {"config", "depth", "total_params", "trainable_params", "non_trainable_params", "macs",
+                         "layers", "diagnostics"}
+    assert data["depth"] == 20 and data["total_params"] == 271_098
+    assert data["trainable_params"] + data["non_trainable_params"] == data["total_params"]
+    assert data["diagnostics"] == []
+    first, last = data["layers"][0], data["layers"][-1]
+    assert set(first) == {"name", "type", "stage", "block", "role", "output_shape", "params", "macs", "receptive_field"}
+    assert first["output_shape"] == [32, 32, 3] and first["type"] == "InputLayer"
+    assert last == {"name": "predictions", "type": "Dense", "stage": 4, "block": 0, "role": "head",
+                    "output_shape": [10], "params": 650, "macs": 640, "receptive_field": 109}
+    assert sum(layer["params"] for layer in data["layers"]) == data["total_params"]
+
+
+def test_config_round_trips_through_config_file(capsys, tmp_path):
+    _, out, _ = run(capsys, "summary", "--preset", "tutorial", "--depth", "29", "--shortcut", "C", "--json")
+    first = json.loads(out)
+    path = tmp_path / "cfg.json"
+    path.write_text(json.dumps(first["config"]))
+    _, out, _ = run(capsys, "summary", "--config", str(path), "--json")
+    assert json.loads(out) == first
+    assert first["config"]["depth"] == 29 and first["config"]["shortcut"] == "C"
+
+
+def test_overrides(capsys):
+    _, out, _ = run(capsys, "summary", "--preset", "resnet56", "--blocks", "1,2,3,4", "--json")
+    data = json.loads(out)
+    assert data["config"]["stages"] == 4 and data["config"]["blocks"] == [1, 2, 3, 4]
+    assert data["depth"] == 2 * 10 + 2
+    _, out, _ = run(capsys, "summary", "--block", "bottleneck", "--depth", "29", "--input", "64x48x1", "--classes", "5",
+                    "--json")
+    data = json.loads(out)
+    assert data["layers"][0]["output_shape"] == [64, 48, 1] and data["layers"][-1]["output_shape"] == [5]
+
+
+def test_diagnostics_exit_3_and_still_print(capsys):
+    code, out, err = run(capsys, "summary", "--preset", "resnet20", "--shortcut", "identity", "--json")
+    assert code == 3
+    data = json.loads(out)
+    assert [d["node"] for d in data["diagnostics"]] == ["stage2_block1_add", "stage3_block1_add"]
+    diag = data["diagnostics"][0]
+    assert set(diag) >= {"node", "message", "shapes", "hint"}
+    assert diag["shapes"] == [[16, 16, 32], [32, 32, 16]]
+    assert "stage2_block1_add" in err
+    code, out, _ = run(capsys, "summary", "--preset", "resnet20", "--shortcut", "identity")
+    assert code == 3 and "predictions" in out
+
+
+@pytest.mark.parametrize("argv", [
+    ["summary", "--preset", "resnet21"],
+    ["summary", "--depth", "21"],
+    ["summary", "--input", "32x32"],
+    ["summary", "--blocks", "a,b"],
+    ["summary", "--filters", "0"],
+    ["summary", "--config", "/nonexistent/cfg.json"],
+    ["summary", "--shortcut", "D"],
+    ["summary", "--depth", "abc"],
+    ["summary", "--bogus"],
+    ["nonsense"],
+    [],
+])
+def test_bad_input_exits_2_with_one_line(capsys, argv):
+    with pytest.raises(SystemExit) as exc_info:
+        code = main(argv)
+        raise SystemExit(code)
+    assert exc_info.value.code == 2
+    out, err = capsys.readouterr()
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert "error" in lines[0] and "Traceback" not in err
+
+
+def test_bad_config_file(capsys, tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_text('{"depth": 21}')
+    code, _, err = run(capsys, "summary", "--config", str(path))
+    assert code == 2 and "6n+2" in err and "20 or 26" in err
+    path.write_text('{"depht": 20}')
+    code, _, err = run(capsys, "summary", "--config", str(path))
+    assert code == 2 and "depht" in err
+
+
+def test_summary_csv(capsys):
+    code, out, _ = run(capsys, "summary", "--preset", "resnet20", "--csv")
+    assert code == 0
+    lines = out.strip().splitlines()
+    assert lines[0].startswith("name,type,stage,block,role,output_shape,params")
+    assert len(lines) == 1 + 71
+
+
+def test_summary_does_not_import_tensorflow():
+    code = (
+        "import sys; from explorer.cli import main; "
+        "rc = main(['summary', '--preset', 'resnet110', '--json']); "
+        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'TF imported'; "
+        "sys.exit(rc)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["depth"] == 110
+
+
+def test_module_entry_point():
+    proc = subprocess.run([sys.executable, "-m", "explorer", "summary", "--preset", "resnet20", "--depth", "21"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "20 or 26" in proc.stderr

@@ -1,0 +1,89 @@
+"""Parity: the Keras model built from the graph has, node by node, the annotated shapes and counts."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from explorer.annotate import build
+from explorer.config import ConfigError, ResNetConfig
+from explorer.keras_build import GraphError, build_model
+from explorer.presets import PRESETS
+from tests.keras_compare import assert_node_by_node
+
+SMALL_PRESETS = [name for name, p in PRESETS.items() if len(build(p.config).graph) <= 600]
+
+
+@pytest.mark.parametrize("name", SMALL_PRESETS)
+def test_preset_parity(name):
+    ag = build(PRESETS[name].config)
+    assert_node_by_node(ag, build_model(ag))
+
+
+def generated_configs(count: int, seed: int = 20261127) -> list[ResNetConfig]:
+    """`count` consistent configs mixing every option (seeded, so the same each run)."""
+    rng = random.Random(seed)
+    found: list[ResNetConfig] = []
+    while len(found) < count:
+        block = rng.choice(["basic", "bottleneck"])
+        stages = rng.choice([1, 2, 3, 3, 4])
+        side = rng.choice([8, 17, 24, 32, 32, 40, 64])
+        try:
+            cfg = ResNetConfig(
+                version=rng.choice([1, 2]), block=block, stages=stages, depth=None,
+                blocks=tuple(rng.randint(1, 2) for _ in range(stages)),
+                filters=rng.choice([4, 8, 12, 16]), width_rule=rng.choice(["double", "keras"]),
+                expansion=rng.choice([2, 4]), shortcut=rng.choice(["A", "B", "C", "none", "identity"]),
+                stride_at=rng.choice(["conv1", "conv3x3"]), downsample=rng.choice(["first", "last"]),
+                first_preact=rng.random() < 0.5, projection_from=rng.choice(["preact", "input"]),
+                projection_bn=rng.random() < 0.5, stem=rng.choice(["cifar", "imagenet", "tutorial"]),
+                head=rng.choice(["gap", "flatten", "tutorial"]), dropout=rng.choice([0.0, 0.3]),
+                input_shape=(side, side + rng.choice([0, 8]), rng.choice([1, 3])), classes=rng.choice([2, 10, 100]),
+                conv_bias=rng.choice(["auto", "always", "never"]), explicit_padding=rng.random() < 0.3,
+                initializer=rng.choice(["he_normal", "glorot_uniform"]), l2=rng.choice([0.0, 1e-4]),
+            )
+        except ConfigError:
+            continue
+        if not build(cfg).errors:
+            found.append(cfg)
+    return found
+
+
+GENERATED = generated_configs(60)
+
+
+@pytest.mark.parametrize("index", range(len(GENERATED)))
+def test_generated_parity(index):
+    ag = build(GENERATED[index])
+    assert_node_by_node(ag, build_model(ag))
+
+
+def test_generated_configs_cover_the_options():
+    configs = GENERATED
+    for field in ("version", "block", "shortcut", "stem", "head", "stages", "explicit_padding", "width_rule"):
+        assert len({getattr(c, field) for c in configs}) > 1, field
+    assert {c.shortcut for c in configs} >= {"A", "B", "C", "none"}
+
+
+def test_builder_refuses_broken_graphs_with_the_diagnostics():
+    with pytest.raises(GraphError) as err:
+        build_model(PRESETS["resnet20"].config.replace(shortcut="identity"))
+    assert "stage2_block1_add" in err.value.message and "stage3_block1_add" in err.value.message
+    assert "shortcut" in err.value.hint
+
+
+def test_builder_accepts_warnings():
+    ag = build(ResNetConfig(input_shape=(2, 2, 3)))
+    assert ag.diagnostics and not ag.errors
+    assert_node_by_node(ag, build_model(ag))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["preact-resnet1001", "resnet1202"])
+def test_very_deep_presets_build(name):
+    ag = build(PRESETS[name].config)
+    model = build_model(ag)
+    assert len(model.layers) == len(ag.graph)
+    assert model.count_params() == ag.total_params
+    assert tuple(model.output.shape[1:]) == (10,)
