@@ -105,7 +105,7 @@ def nearest_depths(block: str, stages: int, depth: int) -> tuple[int | None, int
 
 
 def _choice(field: str, value: Any, options: tuple) -> None:
-    if value not in options:
+    if isinstance(value, bool) or not isinstance(value, type(options[0])) or value not in options:
         shown = ", ".join(str(o) for o in options)
         raise ConfigError(field, f"unknown option {value!r}", f"choose one of: {shown}")
 
