@@ -170,6 +170,10 @@ class ResNetConfig:
         initializer: Kernel initializer of convs and dense layers.
         l2: L2 kernel regularisation of the convs (0 = none).
         bn_epsilon: BatchNormalization epsilon.
+        batch_norm: Whether the network has BatchNormalization at all (False: every BN is
+            left out, e.g. to show how gradients flow without it).
+        zero_init: Zero-init residual: the last BN γ of each block (v1), or the last conv's
+            kernel (v2), starts at 0, so every residual block starts as the identity.
     """
 
     version: int = 1
@@ -197,6 +201,8 @@ class ResNetConfig:
     initializer: str = "he_normal"
     l2: float = 0.0
     bn_epsilon: float = 1e-3
+    batch_norm: bool = True
+    zero_init: bool = False
 
     def __post_init__(self) -> None:
         for name in ("blocks", "widths", "input_shape"):
@@ -216,7 +222,7 @@ class ResNetConfig:
         _choice("projection_from", self.projection_from, PROJECTION_FROM)
         _choice("conv_bias", self.conv_bias, CONV_BIAS)
         _choice("initializer", self.initializer, INITIALIZERS)
-        for flag in ("first_preact", "projection_bn", "explicit_padding"):
+        for flag in ("first_preact", "projection_bn", "explicit_padding", "batch_norm", "zero_init"):
             if not isinstance(getattr(self, flag), bool):
                 raise ConfigError(flag, f"{getattr(self, flag)!r} is not true/false", "give true or false")
         _int_range("stages", self.stages, 1, MAX_STAGES)

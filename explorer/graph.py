@@ -145,21 +145,26 @@ class _Builder:
         self.nodes.append(Node(name, op, inputs, attrs, self.stage, self.block, role))
         return name
 
-    def conv(self, part: str, x: str, filters: int, kernel: int, stride: int = 1, *, role: str, bn_follows: bool, pad_part: str = "") -> str:
+    def conv(self, part: str, x: str, filters: int, kernel: int, stride: int = 1, *, role: str, bn_follows: bool,
+             pad_part: str = "", zero: bool = False) -> str:
         """A Conv2D (preceded by ZeroPadding2D when the config asks for explicit padding)."""
         cfg = self.config
         padding = "same"
         if cfg.explicit_padding and kernel > 1:
             x = self.add(pad_part or f"{part}_pad", "zero_pad", x, role=role, pad=(kernel - 1) // 2)
             padding = "valid"
+        bn_follows = bn_follows and cfg.batch_norm
         bias = {"auto": not bn_follows, "always": True, "never": False}[cfg.conv_bias]
         return self.add(
             part, "conv", x, role=role, filters=filters, kernel=kernel, stride=stride, padding=padding,
-            bias=bias, initializer=cfg.initializer, l2=cfg.l2,
+            bias=bias, initializer="zeros" if zero else cfg.initializer, l2=cfg.l2,
         )
 
-    def bn(self, part: str, x: str, *, role: str) -> str:
-        return self.add(part, "bn", x, role=role, epsilon=self.config.bn_epsilon)
+    def bn(self, part: str, x: str, *, role: str, zero: bool = False) -> str:
+        """A BatchNormalization (none when the config has batch_norm off); `zero` starts its γ at 0."""
+        if not self.config.batch_norm:
+            return x
+        return self.add(part, "bn", x, role=role, epsilon=self.config.bn_epsilon, gamma="zeros" if zero else "ones")
 
     def relu(self, part: str, x: str, *, role: str) -> str:
         return self.add(part, "relu", x, role=role)
@@ -231,6 +236,9 @@ def _block(b: _Builder, x: str, *, inner: int, out: int, stride: int, in_width: 
     last = len(specs)
     for i, (kernel, filters) in enumerate(specs, start=1):
         s = stride if i - 1 == stride_index else 1
+        # zero-init residual: the block's last BN γ (v1) or last conv (v2, or v1 without BN) starts at 0
+        zero_bn = cfg.zero_init and i == last and cfg.version == 1 and cfg.batch_norm
+        zero_conv = cfg.zero_init and i == last and not zero_bn
         if cfg.version == 2:
             if i == 1 and first and not cfg.first_preact:
                 pass  # the stem's BN-ReLU serves as this block's pre-activation
@@ -239,10 +247,11 @@ def _block(b: _Builder, x: str, *, inner: int, out: int, stride: int, in_width: 
                 x = b.relu(f"relu{i}", x, role="main")
                 if i == 1:
                     preact = x
-            x = b.conv(f"conv{i}", x, filters, kernel, s, role="main", bn_follows=i < last, pad_part=f"pad{i}")
+            x = b.conv(f"conv{i}", x, filters, kernel, s, role="main", bn_follows=i < last, pad_part=f"pad{i}",
+                       zero=zero_conv)
         else:
-            x = b.conv(f"conv{i}", x, filters, kernel, s, role="main", bn_follows=True, pad_part=f"pad{i}")
-            x = b.bn(f"bn{i}", x, role="main")
+            x = b.conv(f"conv{i}", x, filters, kernel, s, role="main", bn_follows=True, pad_part=f"pad{i}", zero=zero_conv)
+            x = b.bn(f"bn{i}", x, role="main", zero=zero_bn)
             if i < last:
                 x = b.relu(f"relu{i}", x, role="main")
     kind, shortcut = _shortcut(b, block_input, preact, stride=stride, in_width=in_width, out=out)
@@ -269,7 +278,7 @@ def _shortcut(b: _Builder, x: str, preact: str | None, *, stride: int, in_width:
     source = preact if (cfg.version == 2 and cfg.projection_from == "preact" and preact is not None) else x
     y = b.conv("shortcut", source, out, 1, stride, role="shortcut", bn_follows=cfg.projection_bn)
     if cfg.projection_bn:
-        y = b.bn("shortcut_bn", y, role="shortcut")
+        y = b.bn("shortcut_bn", y, role="shortcut")  # (left out when batch_norm is off)
     return "projection", y
 
 

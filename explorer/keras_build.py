@@ -93,7 +93,7 @@ def _layer(node: Node, keras: Any) -> Any:
             kernel_initializer=a["initializer"], kernel_regularizer=reg, name=name,
         )
     if op == "bn":
-        return L.BatchNormalization(epsilon=a["epsilon"], name=name)
+        return L.BatchNormalization(epsilon=a["epsilon"], gamma_initializer=a.get("gamma", "ones"), name=name)
     if op == "relu":
         return L.Activation("relu", name=name)
     if op == "dropout":

@@ -42,6 +42,7 @@ def generated_configs(count: int, seed: int = 20261127) -> list[ResNetConfig]:
                 input_shape=(side, side + rng.choice([0, 8]), rng.choice([1, 3])), classes=rng.choice([2, 10, 100]),
                 conv_bias=rng.choice(["auto", "always", "never"]), explicit_padding=rng.random() < 0.3,
                 initializer=rng.choice(["he_normal", "glorot_uniform"]), l2=rng.choice([0.0, 1e-4]),
+                batch_norm=rng.random() < 0.8, zero_init=rng.random() < 0.2,
             )
         except ConfigError:
             continue
@@ -61,7 +62,8 @@ def test_generated_parity(index):
 
 def test_generated_configs_cover_the_options():
     configs = GENERATED
-    for field in ("version", "block", "shortcut", "stem", "head", "stages", "explicit_padding", "width_rule"):
+    for field in ("version", "block", "shortcut", "stem", "head", "stages", "explicit_padding", "width_rule",
+                  "batch_norm", "zero_init"):
         assert len({getattr(c, field) for c in configs}) > 1, field
     assert {c.shortcut for c in configs} >= {"A", "B", "C", "none"}
 
@@ -87,3 +89,27 @@ def test_very_deep_presets_build(name):
     assert len(model.layers) == len(ag.graph)
     assert model.count_params() == ag.total_params
     assert tuple(model.output.shape[1:]) == (10,)
+
+
+def test_zero_init_makes_every_block_start_as_identity():
+    import numpy as np
+
+    for cfg in (ResNetConfig(depth=8, filters=4, zero_init=True),
+                ResNetConfig(version=2, block="bottleneck", depth=11, filters=4, zero_init=True, shortcut="B")):
+        model = build_model(cfg)
+        ag = build(cfg)
+        x = np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype("float32")
+        for block in ag.graph.blocks:
+            add = block.nodes[[ag.graph[n].op for n in block.nodes].index("add")]
+            main_in, short_in = ag.graph[add].inputs
+            probe = type(model)(model.input, [model.get_layer(main_in).output, model.get_layer(short_in).output])
+            main_out, _ = probe(x, training=False)
+            assert float(np.abs(np.asarray(main_out)).max()) == 0.0, (cfg.version, add)
+
+
+def test_without_batch_norm_there_is_no_bn_and_convs_get_biases():
+    ag = build(PRESETS["resnet20"].config.replace(batch_norm=False))
+    assert not [n for n in ag.graph if n.op == "bn"]
+    assert all(n.attrs["bias"] for n in ag.graph if n.op == "conv")
+    assert ag.non_trainable_params == 0
+    assert_node_by_node(ag, build_model(ag))
