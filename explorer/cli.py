@@ -198,6 +198,32 @@ def cmd_dot(args: argparse.Namespace) -> int:
     return EXIT_DIAGNOSTICS if ag.diagnostics else EXIT_OK
 
 
+def cmd_gradflow(args: argparse.Namespace) -> int:
+    """Print gradient norms and activation spread at initialisation (optionally beside the plain twin)."""
+    from explorer import gradflow
+
+    config = config_from_args(args)
+    if args.no_bn:
+        config = config.replace(batch_norm=False)
+    if args.zero_init:
+        config = config.replace(zero_init=True)
+    if build(config).errors:
+        raise ConfigError("config", "the network does not fit together", "run `summary` with the same flags to see where")
+    batch = gradflow.load_batch(config, size=args.batch_size, data_dir=args.data_dir)
+    result = gradflow.report(config, batch, twin=args.twin, seed=args.seed)
+    if args.json:
+        print(json.dumps(result, indent=1))
+        return EXIT_OK
+    print(f"batch: {result['source']}")
+    for net in result["networks"]:
+        print(f"\n{net['label']}: loss {net['loss']:.3f}; gradient norm first/last conv "
+              f"{gradflow.summary_ratio(net):.3g}×")
+        print(f"{'depth':>5s}  {'layer':28s} {'grad norm':>10s} {'output std':>10s}")
+        for layer in net["layers"]:
+            print(f"{layer['depth_index']:5d}  {layer['name']:28s} {layer['grad_norm']:10.3g} {layer['activation_std']:10.3g}")
+    return EXIT_OK
+
+
 def make_parser() -> argparse.ArgumentParser:
     """The argument parser for all subcommands."""
     parser = _Parser(prog="python -m explorer", description="ResNet Explorer: describe, check and draw residual networks.")
@@ -223,6 +249,17 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--color-by", choices=("params", "macs", "memory"), help="fill nodes by cost")
     p.add_argument("-o", "--output", metavar="FILE", help="write .dot, .svg or .png (svg/png need Graphviz's dot)")
     p.set_defaults(func=cmd_dot)
+
+    p = sub.add_parser("gradflow", help="gradient flow at initialisation, residual vs its plain twin")
+    _add_config_flags(p)
+    p.add_argument("--twin", action="store_true", help="also measure the plain twin (same network, no skips)")
+    p.add_argument("--no-bn", action="store_true", help="leave out every BatchNormalization")
+    p.add_argument("--zero-init", action="store_true", help="zero-init residual: every block starts as the identity")
+    p.add_argument("--batch-size", type=int, default=64, metavar="N")
+    p.add_argument("--data-dir", metavar="DIR", help="CIFAR-10 directory for a real batch (else CIFAR10_DIR, else random)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="JSON: per network, per layer name, depth_index, grad_norm, activation_std")
+    p.set_defaults(func=cmd_gradflow)
     return parser
 
 
