@@ -54,6 +54,7 @@ class LayerInfo:
     rf: int = 1
     jump: int = 1
     bytes: int = 0
+    start: float = 0.0  # centre of output pixel (0, 0) in input pixels (rows; columns alike for square padding)
 
     @property
     def non_trainable(self) -> int:
@@ -145,6 +146,14 @@ def annotate(graph: Graph) -> AnnotatedGraph:
     for node in graph.nodes:
         result.info[node.name] = state.visit(node)
     return result
+
+
+def _start(src: LayerInfo, kernel: int, stride: int, padding: str, out: int) -> float:
+    """Centre of the first output pixel, in input pixels (TensorFlow puts the odd 'same' pad at the end)."""
+    pad_before = 0
+    if padding == "same" and src.shape[0] > 0:
+        pad_before = max((out - 1) * stride + kernel - src.shape[0], 0) // 2
+    return src.start + ((kernel - 1) / 2 - pad_before) * src.jump
 
 
 class _State:
@@ -240,14 +249,16 @@ class _State:
         cin = src.shape[2]
         params = k * k * cin * a["filters"] + (a["filters"] if a["bias"] else 0)
         macs = oh * ow * k * k * cin * a["filters"]
-        return LayerInfo((oh, ow, a["filters"]), params, params, macs, src.rf + (k - 1) * src.jump, src.jump * s)
+        return LayerInfo((oh, ow, a["filters"]), params, params, macs, src.rf + (k - 1) * src.jump, src.jump * s,
+                         start=_start(src, k, s, a["padding"], oh))
 
     def _pool(self, node: Node, ins: list[LayerInfo]) -> LayerInfo:
         src = ins[0]
         a = node.attrs
         k, s = a["size"], a["stride"]
         oh, ow = self._spatial(node, src, k, s, a["padding"], "pool")
-        return LayerInfo((oh, ow, src.shape[2]), rf=src.rf + (k - 1) * src.jump, jump=src.jump * s)
+        return LayerInfo((oh, ow, src.shape[2]), rf=src.rf + (k - 1) * src.jump, jump=src.jump * s,
+                         start=_start(src, k, s, a["padding"], oh))
 
     _maxpool = _pool
     _avgpool = _pool
@@ -256,16 +267,16 @@ class _State:
         src = ins[0]
         p = node.attrs["pad"]
         h, w, c = src.shape
-        return LayerInfo((h + 2 * p, w + 2 * p, c), rf=src.rf, jump=src.jump)
+        return LayerInfo((h + 2 * p, w + 2 * p, c), rf=src.rf, jump=src.jump, start=src.start - p * src.jump)
 
     def _bn(self, node: Node, ins: list[LayerInfo]) -> LayerInfo:
         src = ins[0]
         c = src.shape[-1]
-        return LayerInfo(src.shape, 4 * c, 2 * c, rf=src.rf, jump=src.jump)
+        return LayerInfo(src.shape, 4 * c, 2 * c, rf=src.rf, jump=src.jump, start=src.start)
 
     def _same(self, node: Node, ins: list[LayerInfo]) -> LayerInfo:
         src = ins[0]
-        return LayerInfo(src.shape, rf=src.rf, jump=src.jump)
+        return LayerInfo(src.shape, rf=src.rf, jump=src.jump, start=src.start)
 
     _relu = _same
     _dropout = _same
@@ -283,13 +294,13 @@ class _State:
                 fixes=({"shortcut": "B"},),
                 path=(node.inputs[0], node.name),
             )
-        return LayerInfo((oh, ow, c), rf=src.rf, jump=src.jump * s)
+        return LayerInfo((oh, ow, c), rf=src.rf, jump=src.jump * s, start=src.start)
 
     def _add(self, node: Node, ins: list[LayerInfo]) -> LayerInfo:
         main, short = ins
         if main.shape != short.shape and node.name not in self.broken:
             self._mismatch(node, main, short)
-        return LayerInfo(main.shape, rf=max(main.rf, short.rf), jump=main.jump)
+        return LayerInfo(main.shape, rf=max(main.rf, short.rf), jump=main.jump, start=main.start)
 
     def _mismatch(self, node: Node, main: LayerInfo, short: LayerInfo) -> None:
         cfg = self.graph.config

@@ -31,6 +31,12 @@ def ribbon(ag: AnnotatedGraph) -> list[dict]:
     return rows
 
 
+def output_centre(ag: AnnotatedGraph, name: str, *, row: int, col: int) -> tuple[float, float]:
+    """Centre (row, col), in input pixels, of the window that output pixel (row, col) of a layer sees."""
+    info = ag.info[name]
+    return info.start + row * info.jump, info.start + col * info.jump
+
+
 def receptive_box(ag: AnnotatedGraph, name: str, *, row: int, col: int) -> tuple[int, int, int, int]:
     """The input-pixel box (top, left, bottom, right; inclusive, clipped) seen by one output pixel of a layer.
 
@@ -42,9 +48,7 @@ def receptive_box(ag: AnnotatedGraph, name: str, *, row: int, col: int) -> tuple
     """
     info = ag.info[name]
     h, w = ag.config.input_shape[:2]
-    # centre of output pixel (row, col) in input coordinates, for "same"-style centred windows
-    centre_r = row * info.jump + (info.jump - 1) / 2
-    centre_c = col * info.jump + (info.jump - 1) / 2
+    centre_r, centre_c = output_centre(ag, name, row=row, col=col)
     half = (info.rf - 1) / 2
     top, left = int(round(centre_r - half)), int(round(centre_c - half))
     bottom, right = top + info.rf - 1, left + info.rf - 1

@@ -44,3 +44,26 @@ def test_anatomy_basic_vs_bottleneck():
     a, b = anatomy(PRESETS["resnet20"].config, "block")
     assert [n.attrs["kernel"] for n in b.nodes if n.op == "conv"] == [1, 3, 1]
     assert counterpart(PRESETS["resnet20"].config, "block").stage_blocks == (3, 3, 3)
+
+
+def test_receptive_box_equals_where_keras_gradients_reach():
+    import numpy as np
+    import tensorflow as tf
+
+    from explorer.config import ResNetConfig
+    from explorer.keras_build import build_model
+
+    cfg = ResNetConfig(depth=8, filters=8, input_shape=(24, 24, 3))
+    ag = build(cfg)
+    model = build_model(ag)
+    x = tf.convert_to_tensor(np.random.default_rng(1).normal(size=(1, 24, 24, 3)).astype("float32"))
+    for name, row, col in [("stem_conv", 5, 7), ("stage1_block1_conv2", 0, 3), ("stage2_block1_conv1", 3, 6),
+                           ("stage3_block1_conv2", 2, 1), ("stage3_block1_out", 5, 5)]:
+        probe = type(model)(model.input, model.get_layer(name).output)
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            out = probe(x, training=False)
+            target = tf.reduce_sum(out[0, row, col, :])
+        grad = np.abs(np.asarray(tape.gradient(target, x))[0]).sum(axis=-1)
+        rows, cols = np.nonzero(grad)
+        assert (rows.min(), cols.min(), rows.max(), cols.max()) == receptive_box(ag, name, row=row, col=col), name
