@@ -1,8 +1,10 @@
-"""Streamlit entry point: `streamlit run explorer/app.py` (sidebar → config → totals and layer table)."""
+"""Streamlit entry point: `streamlit run explorer/app.py` (sidebar → config → architecture, layers, debug, export, train)."""
 
 from __future__ import annotations
 
+import logging
 import sys
+import time
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script by `streamlit run explorer/app.py`
@@ -10,50 +12,128 @@ if __package__ in (None, ""):  # run as a script by `streamlit run explorer/app.
 
 import streamlit as st
 
-from explorer.annotate import AnnotatedGraph, build
-from explorer.config import ConfigError, ResNetConfig, valid_depths
-from explorer.presets import DEFAULT_PRESET, PRESETS
-from explorer.tables import human, human_bytes, layer_table
+from explorer.annotate import AnnotatedGraph, fmt_shape
+from explorer.config import ConfigError, ResNetConfig
+from explorer.presets import PRESETS
+from explorer.ui import common, sidebar
+from explorer.ui.urlstate import diff_fields, parse_query, to_query
+
+log = logging.getLogger("explorer.app")
+
+BOOTED = "_booted"
+RUN_MS = "_run_ms"
+
+CSS = """
+<style>
+[data-testid="stMetricValue"] { font-size: 1.9rem; }
+[data-testid="stSidebar"] h2 { margin-top: -0.6rem; }
+[data-testid="stSidebarUserContent"] { padding-top: 1.2rem; }
+.block-container { padding-top: 2.2rem; }
+[data-testid="stGraphVizChart"] svg { max-width: 100%; height: auto; }
+</style>
+"""
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
-def annotated(config_json: str) -> AnnotatedGraph:
-    """The annotated graph of a config (cached by its JSON)."""
-    return build(ResNetConfig.from_json(config_json))
+def boot_from_url() -> None:
+    """On a session's first run, load the config (and tab) from the query string, snapping what does not fit."""
+    ss = st.session_state
+    if ss.get(BOOTED):
+        return
+    ss[BOOTED] = True
+    try:
+        params = st.query_params.to_dict()
+    except Exception:  # noqa: BLE001 - a broken URL must never stop the page
+        params = {}
+    config, preset, warnings = parse_query(params)
+    sidebar.load_widgets(config, preset=preset)
+    tab = str(params.get(common.TAB, ""))
+    if tab in common.TABS:
+        ss[common.TAB] = tab
+    elif tab:
+        warnings.append(f"there is no tab called {tab[:30]!r}")
+    if warnings:
+        common.notify(config, ["This link had settings that did not fit — " + w for w in warnings])
 
 
-def sidebar() -> ResNetConfig:
-    """Draw the sidebar; return the config it describes."""
-    st.sidebar.title("ResNet Explorer")
-    name = st.sidebar.selectbox("Preset", list(PRESETS), index=list(PRESETS).index(DEFAULT_PRESET))
-    preset = PRESETS[name]
-    st.sidebar.caption(f"{preset.source}")
-    base = preset.config
-    depths = valid_depths(base.block, base.stages, limit=max(1202, base.resolved_depth))
-    if base.stages == 4:
-        depths = [d for d in depths if d in (18, 34, 50, 101, 152, 200) or d == base.resolved_depth]
-    depth = st.sidebar.select_slider("Depth", options=depths, value=base.resolved_depth)
-    return base.replace(depth=depth, blocks=None)
+def sync_url(config: ResNetConfig, preset: str) -> None:
+    """Write the config (and the open tab) into the query string, so the address bar is a shareable link."""
+    query = to_query(config, preset)
+    tab = st.session_state.get(common.TAB, common.TABS[0])
+    if tab in common.TABS and tab != common.TABS[0]:
+        query[common.TAB] = tab
+    if st.query_params.to_dict() != query:
+        st.query_params.from_dict(query)
+
+
+def _title(config: ResNetConfig, ag: AnnotatedGraph, preset: str) -> str:
+    version = "v1 post-activation" if config.version == 1 else "v2 pre-activation"
+    changed = " (modified)" if diff_fields(config, PRESETS[preset].config) else ""
+    return (f"### {preset}{changed} · ResNet-{ag.depth}\n"
+            f"{version} · {config.block} blocks · shortcut {config.shortcut} · "
+            f"input {fmt_shape(config.input_shape)} → {config.classes} classes")
+
+
+def _notices() -> None:
+    record = common.live(common.NOTICES)
+    if record:
+        for message in record[1]:
+            st.warning(message, icon=":material/link:" if message.startswith("This link") else ":material/info:")
+
+
+def _train_tab(config: ResNetConfig, ag: AnnotatedGraph) -> None:
+    try:
+        from explorer.ui.train import render_train_tab
+    except ImportError:
+        st.info("**Training arrives with issue 5.** This tab will train exactly this network on CIFAR-10 for a few "
+                "minutes, with live curves.", icon=":material/fitness_center:")
+        return
+    render_train_tab(config, ag)
 
 
 def main() -> None:
     """The page."""
-    st.set_page_config(page_title="ResNet Explorer", page_icon="🧱", layout="wide")
+    st.set_page_config(page_title="ResNet Explorer", page_icon=":material/hub:", layout="wide", initial_sidebar_state="expanded")
+    st.markdown(CSS, unsafe_allow_html=True)
+    started = time.perf_counter()
+    boot_from_url()
     try:
-        config = sidebar()
-        ag = annotated(config.to_json())
-    except ConfigError as exc:
-        st.error(f"**{exc.field}**: {exc.message}\n\n{exc.hint}")
+        result = sidebar.render()
+    except Exception as exc:  # noqa: BLE001 - the page must never show a traceback
+        log.exception("sidebar failed")
+        st.sidebar.error(f"The settings could not be read ({exc}). Showing the last network that fitted.")
+        result = sidebar.SidebarResult(common.current_config(), common.current_preset())
+    config, preset = result.config, result.preset
+    try:
+        ag = common.annotated(config.to_json())
+    except ConfigError as exc:  # pragma: no cover - a valid config always annotates
+        common.show_config_error(exc)
         return
-    cols = st.columns(5)
-    cols[0].metric("Depth", ag.depth)
-    cols[1].metric("Parameters", human(ag.total_params), help=f"{ag.total_params:,} in all")
-    cols[2].metric("Trainable", human(ag.trainable_params), help=f"{ag.trainable_params:,}; non-trainable {ag.non_trainable_params:,}")
-    cols[3].metric("MACs / image", human(ag.macs))
-    cols[4].metric("Activations / image", human_bytes(ag.activation_bytes))
-    for d in ag.diagnostics:
-        st.error(f"**{d.node}** — {d.message}\n\nFix: {d.hint}")
-    st.dataframe(layer_table(ag), hide_index=True, use_container_width=True)
+    sync_url(config, preset)
+
+    st.markdown(_title(config, ag, preset))
+    if result.error is not None:
+        common.show_config_error(result.error, title="Not applied —")
+    _notices()
+    from explorer.ui import architecture, debug, export, layers
+
+    rejected = common.live(common.REJECTED)
+    if rejected and st.session_state.get(common.TAB) != "Debug":
+        st.error(f"**Not applied — {rejected['field']}**: {rejected['message']}. See the **Debug** tab for fixes.", icon=":material/warning:")
+    st.session_state.setdefault(common.TAB, common.TABS[0])
+    tabs = st.tabs(list(common.TABS), key=common.TAB, on_change="rerun")
+    draw = {
+        "Architecture": lambda: architecture.render(config, ag, preset),
+        "Layers": lambda: layers.render(config, ag),
+        "Debug": lambda: debug.render(config, ag),
+        "Export": lambda: export.render(config, ag, preset),
+        "Train": lambda: _train_tab(config, ag),
+    }
+    for tab, name in zip(tabs, common.TABS, strict=True):
+        if tab.open is False:
+            continue
+        with tab, common.guard(f"{name} tab"):
+            draw[name]()
+    st.session_state[RUN_MS] = (time.perf_counter() - started) * 1000
 
 
 main()

@@ -1,0 +1,213 @@
+"""The Export tab: standalone Keras source, a `.keras` model file (built on request), DOT/SVG, config JSON, and config import."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import streamlit as st
+
+from explorer.annotate import AnnotatedGraph
+from explorer.config import ConfigError, ResNetConfig
+from explorer.presets import PRESETS
+from explorer.tables import human_bytes
+from explorer.ui import common
+from explorer.ui.urlstate import MAX_APP_DEPTH
+
+MAX_IMPORT_BYTES = 64 * 1024
+"""A config file is a few hundred bytes; anything above this is refused unread."""
+
+KERAS_FILE = "_keras_file"  # {"config": json, "path": str}
+IMPORT_FILE = "import_file"
+IMPORT_RESULT = "_import_result"  # ("ok" | "error", text)
+
+LOAD_NOTE = """\
+```python
+import keras
+import explorer.keras_build as kb
+
+kb.zero_pad_shortcut_class()  # registers explorer>ZeroPadShortcut (option-A shortcuts)
+model = keras.saving.load_model("{name}", safe_mode=True)
+```
+Networks with option-A shortcuts use one custom layer, `ZeroPadShortcut` (package `explorer`): register it
+first, as above — or run the exported Keras source, which defines and registers the same class."""
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def keras_source_text(config_json: str, preset: str) -> str:
+    """The generated Keras source (cached by config and preset)."""
+    from explorer.codegen import keras_source
+
+    return keras_source(common.annotated(config_json), preset=preset)
+
+
+def file_stem(config: ResNetConfig, preset: str) -> str:
+    """A file name stem: the preset's name, marked when the config differs from it."""
+    return preset if PRESETS[preset].config == config else f"{preset}-custom"
+
+
+def build_keras_file(config: ResNetConfig, ag: AnnotatedGraph, folder: Path) -> Path:
+    """Build the Keras model of `ag` and save it as a `.keras` file in `folder` (imports TensorFlow).
+
+    Raises:
+        ConfigError: The network does not fit together (Keras could not build it).
+    """
+    from explorer.keras_build import build_model, recursion_limit
+
+    model = build_model(ag, name="resnet")
+    path = folder / f"resnet-{abs(hash(config.to_json())) % 10**8:08d}.keras"
+    with recursion_limit(10_000 + 20 * len(ag.graph)):
+        model.save(path)
+    return path
+
+
+def _tmp_dir() -> Path:
+    ss = st.session_state
+    folder = ss.get("_tmpdir")
+    if not folder or not Path(folder).is_dir():
+        folder = tempfile.mkdtemp(prefix="resnet-explorer-")
+        ss["_tmpdir"] = folder
+    return Path(folder)
+
+
+def _keras_file(config: ResNetConfig, ag: AnnotatedGraph, stem: str) -> None:
+    ss = st.session_state
+    key = config.to_json()
+    st.markdown("**Keras model (.keras)**")
+    if ag.errors:
+        st.caption("Fix the errors in the Debug tab first: Keras cannot build a network whose shapes do not fit.")
+        st.button("Build .keras file", disabled=True, key="build_keras_disabled")
+        return
+    rec = ss.get(KERAS_FILE)
+    ready = rec is not None and rec["config"] == key and Path(rec["path"]).is_file()
+    if not ready and st.button("Build .keras file", key="build_keras", icon=":material/build:",
+                               help="Builds the model with Keras (TensorFlow starts on first use: a few seconds)."):
+        with st.spinner(f"Building {len(ag.graph):,} Keras layers…"):
+            if rec and Path(rec["path"]).is_file():
+                Path(rec["path"]).unlink(missing_ok=True)
+            path = build_keras_file(config, ag, _tmp_dir())
+        ss[KERAS_FILE] = rec = {"config": key, "path": str(path)}
+        ready = True
+    if ready:
+        path = Path(rec["path"])
+        st.download_button(f"Download {stem}.keras ({human_bytes(path.stat().st_size)})", lambda: path.read_bytes(),
+                           file_name=f"{stem}.keras", mime="application/octet-stream", icon=":material/download:", on_click="ignore",
+                           key="download_keras")
+        with st.expander("How to load it"):
+            st.markdown(LOAD_NOTE.format(name=f"{stem}.keras"))
+
+
+def _diagram_files(config: ResNetConfig, ag: AnnotatedGraph, stem: str) -> None:
+    st.markdown("**Diagram**")
+    try:
+        from explorer import diagram
+        from explorer.ui.architecture import current_view
+    except ImportError:  # pragma: no cover - the diagram module ships with the app
+        st.caption("The diagram module is not installed.")
+        return
+    view = current_view(ag)
+    try:
+        dot = common.dot_source(config.to_json(), **view)
+    except diagram.DiagramError:
+        view["level"] = diagram.default_level(ag)
+        dot = common.dot_source(config.to_json(), **view)
+    c1, c2 = st.columns(2)
+    c1.download_button(f"DOT ({view['level']} view)", dot, file_name=f"{stem}.dot", mime="text/vnd.graphviz", icon=":material/download:",
+                       on_click="ignore", key="download_dot", width="stretch")
+    if diagram.dot_available():
+        c2.download_button("SVG (same view)", lambda: diagram.render(dot, "svg"), file_name=f"{stem}.svg",
+                           mime="image/svg+xml", icon=":material/download:", on_click="ignore", key="download_svg", width="stretch")
+    else:
+        c2.caption("SVG needs Graphviz's `dot` program (not installed here); open the .dot in any Graphviz viewer.")
+    st.caption("The same view as the Architecture tab (level, expand, direction, colours).")
+
+
+def import_config(data: bytes, name: str = "config.json") -> tuple[ResNetConfig, str | None]:
+    """Read an uploaded config file: a config object, or the `summary --json` object around one.
+
+    Returns:
+        The config and the preset it equals (None when it equals none).
+
+    Raises:
+        ConfigError: Too big, not UTF-8 JSON, or not a valid config (the message says which).
+    """
+    if len(data) > MAX_IMPORT_BYTES:
+        raise ConfigError("config", f"{name} is {human_bytes(len(data))}; a config file is a few hundred bytes",
+                          "export a config JSON from this tab and import that")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError("config", f"{name} is not a text file", "import a .json config file") from None
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError("config", f"{name} is not valid JSON ({exc.msg} at line {exc.lineno})",
+                          "fix the file or export a fresh one") from None
+    if isinstance(obj, dict) and isinstance(obj.get("config"), dict) and "layers" in obj:
+        obj = obj["config"]  # the CLI's `summary --json`
+    config = ResNetConfig.from_dict(obj)
+    if config.resolved_depth > MAX_APP_DEPTH:
+        raise ConfigError("depth", f"depth {config.resolved_depth} is deeper than the app draws ({MAX_APP_DEPTH})",
+                          "use the CLI for networks this deep")
+    match = next((p.name for p in PRESETS.values() if p.config == config), None)
+    return config, match
+
+
+def _on_import() -> None:
+    from explorer.ui.sidebar import load_widgets
+
+    ss = st.session_state
+    upload = ss.get(IMPORT_FILE)
+    if upload is None:
+        return
+    try:
+        config, match = import_config(upload.getvalue(), upload.name)
+    except ConfigError as exc:
+        ss[IMPORT_RESULT] = ("error", f"**{exc.field}**: {exc.message}  \n→ {exc.hint}")
+        return
+    load_widgets(config, preset=match)
+    ss.pop(common.REJECTED, None)
+    where = f"(it is the preset {match})" if match else f"(shown as changes to {common.current_preset()})"
+    ss[IMPORT_RESULT] = ("ok", f"Loaded **{upload.name}** {where}.")
+
+
+def _import() -> None:
+    st.markdown("**Import a config**")
+    st.file_uploader("Config JSON (from this tab, or `python -m explorer summary --json`)", type=["json"],
+                     key=IMPORT_FILE, on_change=_on_import, max_upload_size=1)
+    result = st.session_state.get(IMPORT_RESULT)
+    if result:
+        kind, text = result
+        (st.success if kind == "ok" else st.error)(text, icon=":material/check_circle:" if kind == "ok" else ":material/warning:")
+
+
+def render(config: ResNetConfig, ag: AnnotatedGraph, preset: str) -> None:
+    """Draw the Export tab."""
+    stem = file_stem(config, preset)
+    left, right = st.columns([0.6, 0.4], gap="large")
+    with right:
+        with common.guard(".keras export"):
+            _keras_file(config, ag, stem)
+        st.divider()
+        with common.guard("diagram export"):
+            _diagram_files(config, ag, stem)
+        st.divider()
+        st.markdown("**Config JSON**")
+        st.download_button("Config JSON", json.dumps(config.to_dict(), indent=2), file_name=f"{stem}.json",
+                           mime="application/json", icon=":material/download:", on_click="ignore", key="download_config")
+        st.caption("Round-trips: import it here, or `python -m explorer summary --config FILE.json`.")
+        st.divider()
+        _import()
+    with left:
+        st.markdown("**Keras source**")
+        try:
+            src = keras_source_text(config.to_json(), preset)
+        except ConfigError as exc:
+            common.show_config_error(exc, title="No source —")
+            return
+        st.caption("Standalone Python that needs only `keras`: the same layers, names and parameter count as the "
+                   "diagram. Identical blocks share one function.")
+        st.download_button(f"Download {stem}.py", src, file_name=f"{stem}.py", mime="text/x-python", icon=":material/download:",
+                           on_click="ignore", key="download_py")
+        st.code(src, language="python", height=560, line_numbers=False)
