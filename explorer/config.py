@@ -42,7 +42,7 @@ MAX_BLOCKS_PER_STAGE = 2000
 MAX_STAGES = 6
 MAX_FILTERS = 4096
 MAX_INPUT_SIDE = 4096
-MAX_CHANNELS = 64
+MAX_CHANNELS = MAX_FILTERS  # input channels (a stack appended to a model takes its width)
 MAX_CLASSES = 100_000
 
 

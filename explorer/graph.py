@@ -170,15 +170,25 @@ class _Builder:
         return self.add(part, "relu", x, role=role)
 
 
-def expand(config: ResNetConfig) -> Graph:
-    """Expand a config into its graph: every layer, in topological order, with stable names."""
+def expand(config: ResNetConfig, *, body_only: bool = False) -> Graph:
+    """Expand a config into its graph: every layer, in topological order, with stable names.
+
+    Args:
+        config: The network.
+        body_only: Leave out the stem and the head: the stages start right at the input (whose
+            channels are `config.input_shape[2]`), as when a residual stack is appended to an
+            existing model.
+    """
     b = _Builder(config)
     b.where = ""
     x = b.add("input", "input", (), role="input", shape=config.input_shape)
     b.where = "stem"
-    x = _stem(b, x)
+    if body_only:
+        width = config.input_shape[2]
+    else:
+        x = _stem(b, x)
+        width = config.filters
     blocks: list[BlockInfo] = []
-    width = config.filters
     stage_blocks = config.stage_blocks
     for s, ((inner, out), count) in enumerate(zip(config.stage_widths(), stage_blocks, strict=True), start=1):
         b.stage = s
@@ -193,7 +203,8 @@ def expand(config: ResNetConfig) -> Graph:
     b.block = 0
     b.stage = config.stages + 1
     b.where = "head"
-    _head(b, x)
+    if not body_only:
+        _head(b, x)
     return Graph(config, b.nodes, blocks)
 
 

@@ -81,10 +81,10 @@ def recursion_limit(limit: int) -> Iterator[None]:
         sys.setrecursionlimit(old)
 
 
-def _layer(node: Node, keras: Any) -> Any:
+def _layer(node: Node, keras: Any, prefix: str = "") -> Any:
     a = node.attrs
     L = keras.layers
-    name = node.name
+    name = prefix + node.name
     op = node.op
     if op == "conv":
         reg = keras.regularizers.L2(a["l2"]) if a["l2"] > 0 else None
@@ -131,17 +131,39 @@ def build_model(source: AnnotatedGraph | ResNetConfig, *, name: str = "resnet") 
         GraphError: The graph has error diagnostics (listed in the message).
     """
     ag = build(source) if isinstance(source, ResNetConfig) else source
+    _refuse_errors(ag)
+    keras = _keras()
+    first = ag.graph.nodes[0]
+    inputs = keras.Input(shape=tuple(first.attrs["shape"]), name=first.name)
+    output = apply_graph(ag, inputs)
+    with recursion_limit(10_000 + 20 * len(ag.graph)):
+        return keras.Model(inputs, output, name=name)
+
+
+def _refuse_errors(ag: AnnotatedGraph) -> None:
     if ag.errors:
         listed = "; ".join(f"{d.node}: {d.message}" for d in ag.errors)
         raise GraphError("config", f"the network does not fit together ({listed})", ag.errors[0].hint)
+
+
+def apply_graph(ag: AnnotatedGraph, x: Any, *, prefix: str = "") -> Any:
+    """Call one new Keras layer per node on tensor `x` (which stands for the graph's input node).
+
+    Args:
+        ag: An annotated graph without errors.
+        x: A Keras tensor of the graph input's shape.
+        prefix: Prepended to every layer name (to append the same graph twice to one model).
+
+    Returns:
+        The tensor of the graph's last node.
+    """
+    _refuse_errors(ag)
     keras = _keras()
-    tensors: dict[str, Any] = {}
+    first = ag.graph.nodes[0]
+    tensors: dict[str, Any] = {first.name: x}
     with recursion_limit(10_000 + 20 * len(ag.graph)):
-        for node in ag.graph:
-            if node.op == "input":
-                tensors[node.name] = keras.Input(shape=tuple(node.attrs["shape"]), name=node.name)
-                continue
-            layer = _layer(node, keras)
+        for node in ag.graph.nodes[1:]:
+            layer = _layer(node, keras, prefix)
             args = [tensors[i] for i in node.inputs]
             tensors[node.name] = layer(args if node.op == "add" else args[0])
-        return keras.Model(tensors[ag.graph.nodes[0].name], tensors[ag.graph.output.name], name=name)
+    return tensors[ag.graph.output.name]
