@@ -223,6 +223,73 @@ def cmd_gradflow(args: argparse.Namespace) -> int:
             print(f"{layer['depth_index']:5d}  {layer['name']:28s} {layer['grad_norm']:10.3g} {layer['activation_std']:10.3g}")
     return EXIT_OK
 
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train the network on CIFAR-10: progress on stderr, final test accuracy (or one JSON object) on stdout."""
+    import time
+
+    from explorer import training
+    from explorer.data import DataError, load_cifar10
+
+    config = config_from_args(args)
+    if args.adapt:
+        config = training.adapt_for_cifar(config)
+    problem = training.cifar_mismatch(config)
+    if problem:
+        raise ConfigError("input", problem.replace("Adapt it", "Add --adapt to adapt it"),
+                          "or choose a CIFAR preset such as resnet20")
+    ag = build(config)
+    if ag.errors:
+        _print_diagnostics(ag, sys.stderr)
+        raise ConfigError("config", "the network does not fit together, so it cannot be trained",
+                          "run `summary` with the same flags to see where")
+    settings = training.TrainSettings(
+        recipe=args.recipe, epochs=args.epochs, seconds=args.seconds, subset=args.subset, batch_size=args.batch_size,
+        flip=args.flip, crop=args.crop, val_split=args.val_split, precision=args.precision, tta=args.tta, seed=args.seed,
+    )
+    try:
+        data = load_cifar10(args.data_dir)
+    except DataError as exc:
+        print(f"python -m explorer: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"data: {data.source} ({data.n_train:,} training, {data.n_test:,} test images)", file=sys.stderr)
+    r = settings.resolved()
+    print(f"training depth-{config.resolved_depth} network ({ag.total_params:,} params), recipe {r.recipe}, "
+          f"budget {r.budget_text()}, batch {r.batch_size}", file=sys.stderr)
+    job = training.TrainJob(config, data, settings, idle_timeout=None, name=f"depth-{config.resolved_depth}").start()
+    shown_epochs, last_line = 0, 0.0
+    try:
+        while not job.join(0.5):
+            snap = job.poll()
+            for e in snap.epochs[shown_epochs:]:
+                val = "" if e["val_accuracy"] is None else f", val loss {e['val_loss']:.3f} acc {e['val_accuracy']:.2%}"
+                print(f"epoch {e['epoch']} ({e['fraction']:.0%}) at {e['seconds']:.0f}s: loss {e['loss']:.3f} "
+                      f"acc {e['accuracy']:.2%}{val}", file=sys.stderr)
+            shown_epochs = len(snap.epochs)
+            if snap.batches and time.monotonic() - last_line >= 5:
+                b = snap.batches[-1]
+                ips = f" · {snap.images_per_second:,.0f} img/s" if snap.images_per_second else ""
+                print(f"[{snap.elapsed:6.1f}s] epoch {snap.epoch:5.2f} step {snap.steps} · loss {b['loss']:.3f} "
+                      f"acc {b['accuracy']:.2%} · lr {b['lr']:.4f}{ips} · {snap.phase}", file=sys.stderr)
+                last_line = time.monotonic()
+    except KeyboardInterrupt:
+        job.stop("interrupted (Ctrl-C)")
+        job.join()
+    result = job.result()
+    for e in job.poll().epochs[shown_epochs:]:
+        print(f"epoch {e['epoch']} ({e['fraction']:.0%}) at {e['seconds']:.0f}s: loss {e['loss']:.3f}", file=sys.stderr)
+    if result["status"] == "failed":
+        print(f"python -m explorer: error: training failed: {result['error']}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(result))
+    elif result["test_accuracy"] is not None:
+        print(f"test accuracy {result['test_accuracy']:.2%} (loss {result['test_loss']:.3f}, {result['test_images']:,} "
+              f"images) after {result['train_seconds']:.0f} s of training, {result['epochs_fractional']:.2f} epochs, "
+              f"{result['train_images_per_second'] or 0:,.0f} img/s ({result['precision']} on {result['device']})")
+    else:
+        print(f"{result['status']}: {result['stop_reason']}")
+    return EXIT_OK if result["status"] == "done" else 1
+
 
 def make_parser() -> argparse.ArgumentParser:
     """The argument parser for all subcommands."""
@@ -260,6 +327,27 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="JSON: per network, per layer name, depth_index, grad_norm, activation_std")
     p.set_defaults(func=cmd_gradflow)
+
+    p = sub.add_parser("train", help="train the network on CIFAR-10 (progress on stderr; --json for one result object)")
+    _add_config_flags(p)
+    p.add_argument("--adapt", action="store_true", help="train a non-CIFAR config with a 32x32x3 input and 10 classes")
+    p.add_argument("--data-dir", metavar="DIR", help="folder with cifar-10-batches-bin/, cifar-10-batches-py/ or the "
+                   "official .tar.gz (else $CIFAR10_DIR, else the Keras cache, else a download)")
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--epochs", type=int, metavar="N", help="budget in epochs")
+    budget.add_argument("--seconds", type=float, metavar="S", help="budget in seconds of training (default of the short recipe: 90)")
+    p.add_argument("--recipe", choices=("short", "paper"), default="short",
+                   help="short: time-budgeted one-cycle SGD for a CPU; paper: He et al. 2015 (SGD 0.1, step decay)")
+    p.add_argument("--subset", type=int, metavar="N", help="train on N images (class-balanced)")
+    p.add_argument("--batch-size", type=int, metavar="N")
+    p.add_argument("--val-split", type=float, metavar="F", help="fraction held out for validation (default 0.1)")
+    p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None, help="random horizontal flips")
+    p.add_argument("--crop", type=int, metavar="PX", help="random translations by up to PX pixels (0 = off)")
+    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None, help="flip test-time augmentation")
+    p.add_argument("--precision", choices=("auto", "float32", "mixed_bfloat16", "mixed_float16"))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print one JSON object (test_accuracy, history, ...) as the last line")
+    p.set_defaults(func=cmd_train)
     return parser
 
 

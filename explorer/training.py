@@ -1,0 +1,949 @@
+"""Short CIFAR-10 training of a configured network: recipes, a worker-thread `TrainJob`, metric history, stop, evaluation.
+
+A `TrainJob` owns everything one training needs (status, lock, metric history, stop event,
+last-poll time) and runs in a daemon thread, so a Streamlit page can poll it from a fragment
+and a CLI can print its progress. The worker never touches Streamlit. Jobs share the process
+(TensorFlow's thread pools are process-wide), so a process-wide semaphore caps how many train
+at once (`EXPLORER_MAX_TRAININGS`, default 1); the others wait for a slot.
+
+TensorFlow is imported when a job starts, not when this module is imported.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from explorer.config import ConfigError, ResNetConfig
+from explorer.data import CLASSES, NUM_CLASSES, Cifar10, DataError
+
+MAX_TRAININGS_ENV = "EXPLORER_MAX_TRAININGS"
+STATUSES = ("waiting", "running", "stopping", "done", "stopped", "failed")
+ACTIVE = ("waiting", "running", "stopping")
+CIFAR_INPUT = (32, 32, 3)
+DEFAULT_IDLE_TIMEOUT = 60.0
+RECORD_INTERVAL = 0.5  # seconds between two per-batch history records
+
+
+# --------------------------------------------------------------------------- recipes
+@dataclass(frozen=True, kw_only=True)
+class Recipe:
+    """How to train: optimizer, schedule, regularisation, augmentation, default budget.
+
+    Attributes:
+        name: "short" or "paper".
+        label: Title for the UI.
+        description: One paragraph for the UI and `--help`.
+        batch_size: Global batch size.
+        peak_lr: Highest learning rate (SGD).
+        momentum: SGD momentum.
+        nesterov: Nesterov momentum.
+        l2: L2 weight decay on conv/dense kernels, added to the gradient (as in the papers).
+        schedule: "onecycle" (linear warm-up, linear decay to zero over the budget) or "step"
+            (÷10 at 50 % and 75 % of the budget, He et al. 2015).
+        warmup: Fraction of the budget spent warming up (onecycle).
+        label_smoothing: Label smoothing of the cross-entropy.
+        flip: Random horizontal flips.
+        crop: Random translation by up to this many pixels (pad + crop; 0 = off).
+        val_split: Fraction of the training images held out for validation.
+        precision: "auto" (mixed precision on a GPU or a CPU with bfloat16 units) or "float32".
+        tta: Average the predictions of each test image and its mirror image at evaluation.
+        epochs: Default budget in epochs (None when the default budget is time).
+        seconds: Default budget in seconds.
+    """
+
+    name: str
+    label: str
+    description: str
+    batch_size: int
+    peak_lr: float
+    momentum: float = 0.9
+    nesterov: bool = False
+    l2: float = 0.0
+    schedule: str = "onecycle"
+    warmup: float = 0.2
+    label_smoothing: float = 0.0
+    flip: bool = True
+    crop: int = 0
+    val_split: float = 0.1
+    precision: str = "auto"
+    tta: bool = False
+    epochs: int | None = None
+    seconds: float | None = None
+
+    def lr_at(self, progress: float) -> float:
+        """The learning rate at a fraction `progress` (0..1) of the budget."""
+        p = min(max(progress, 0.0), 1.0)
+        if self.schedule == "step":
+            return self.peak_lr * (0.1 ** sum(p >= m for m in (0.5, 0.75)))
+        if p < self.warmup:
+            return self.peak_lr * max(p / self.warmup, 0.02)
+        return self.peak_lr * max(1.0 - (p - self.warmup) / (1.0 - self.warmup), 0.0)
+
+
+RECIPES: dict[str, Recipe] = {
+    "short": Recipe(
+        name="short", label="Short (fast to a good accuracy on a CPU)",
+        description=(
+            "Time-budgeted one-cycle SGD (Nesterov, batch 256, peak LR 0.4, warm-up 20 %, linear decay to zero "
+            "when the budget ends), label smoothing 0.2, random flips, L2 5e-4; mixed precision where the hardware "
+            "has it; flip test-time augmentation."
+        ),
+        batch_size=256, peak_lr=0.4, nesterov=True, l2=5e-4, schedule="onecycle", warmup=0.2,
+        label_smoothing=0.2, flip=True, crop=0, val_split=0.1, precision="auto", tta=True, seconds=90.0,
+    ),
+    "paper": Recipe(
+        name="paper", label="Paper (He et al. 2015)",
+        description=(
+            "SGD 0.1, momentum 0.9, L2 1e-4, batch 128, learning rate ÷10 at 50 % and 75 % of the budget, "
+            "4-pixel translations and flips, float32 (the paper trains 64k steps ≈ 182 epochs)."
+        ),
+        batch_size=128, peak_lr=0.1, momentum=0.9, l2=1e-4, schedule="step", label_smoothing=0.0,
+        flip=True, crop=4, val_split=0.1, precision="float32", tta=False, epochs=182,
+    ),
+}
+DEFAULT_RECIPE = "short"
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainSettings:
+    """One training run's knobs; None means "the recipe's value".
+
+    Attributes:
+        recipe: A key of RECIPES.
+        epochs: Budget in epochs (give this or `seconds`, or neither for the recipe's default).
+        seconds: Budget in wall-clock seconds of training (the LR schedule follows the clock).
+        subset: Train on this many images (class-balanced, before the validation split).
+        batch_size: Global batch size.
+        flip: Random horizontal flips.
+        crop: Random translation in pixels (0 = off).
+        val_split: Fraction held out for validation (0 = none).
+        precision: "auto", "float32", "mixed_bfloat16" or "mixed_float16".
+        tta: Flip test-time augmentation at evaluation.
+        evaluate: Evaluate on the test set at the end.
+        seed: Seed of the subset, split and shuffling.
+    """
+
+    recipe: str = DEFAULT_RECIPE
+    epochs: int | None = None
+    seconds: float | None = None
+    subset: int | None = None
+    batch_size: int | None = None
+    flip: bool | None = None
+    crop: int | None = None
+    val_split: float | None = None
+    precision: str | None = None
+    tta: bool | None = None
+    evaluate: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.recipe not in RECIPES:
+            raise ConfigError("recipe", f"unknown recipe {self.recipe!r}", f"choose one of: {', '.join(RECIPES)}")
+        if self.epochs is not None and self.seconds is not None:
+            raise ConfigError("epochs", "give a budget in epochs or in seconds, not both", "drop --epochs or --seconds")
+        if self.epochs is not None and (isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1):
+            raise ConfigError("epochs", f"{self.epochs!r} is not a positive whole number", "give 1 or more epochs")
+        if self.seconds is not None and not (isinstance(self.seconds, int | float) and math.isfinite(self.seconds)
+                                             and self.seconds > 0):
+            raise ConfigError("seconds", f"{self.seconds!r} is not a positive number of seconds", "give e.g. 90")
+        if self.subset is not None and self.subset < NUM_CLASSES * 2:
+            raise ConfigError("subset", f"a subset of {self.subset} images is too small", f"give at least {NUM_CLASSES * 2}")
+        if self.batch_size is not None and not 1 <= self.batch_size <= 8192:
+            raise ConfigError("batch_size", f"batch size {self.batch_size} is out of range", "give 1 to 8192")
+        if self.val_split is not None and not 0.0 <= self.val_split <= 0.5:
+            raise ConfigError("val_split", f"validation split {self.val_split} is out of range", "give 0 to 0.5")
+        if self.crop is not None and not 0 <= self.crop <= 8:
+            raise ConfigError("crop", f"crop {self.crop} is out of range", "give 0 to 8 pixels")
+        if self.precision not in (None, "auto", "float32", "mixed_bfloat16", "mixed_float16"):
+            raise ConfigError("precision", f"unknown precision {self.precision!r}",
+                              "choose auto, float32, mixed_bfloat16 or mixed_float16")
+
+    @property
+    def recipe_obj(self) -> Recipe:
+        """The Recipe."""
+        return RECIPES[self.recipe]
+
+    def resolved(self) -> TrainSettings:
+        """A copy with every None filled from the recipe (budget: the recipe's default)."""
+        r = self.recipe_obj
+        epochs, seconds = self.epochs, self.seconds
+        if epochs is None and seconds is None:
+            epochs, seconds = r.epochs, r.seconds
+        return replace(
+            self, epochs=epochs, seconds=seconds,
+            batch_size=self.batch_size or r.batch_size,
+            flip=r.flip if self.flip is None else self.flip,
+            crop=r.crop if self.crop is None else self.crop,
+            val_split=r.val_split if self.val_split is None else self.val_split,
+            precision=self.precision or r.precision,
+            tta=r.tta if self.tta is None else self.tta,
+        )
+
+    def budget_text(self) -> str:
+        """E.g. '90 s' or '3 epochs'."""
+        s = self.resolved()
+        return f"{s.seconds:g} s" if s.seconds is not None else f"{s.epochs} epoch{'s' if s.epochs != 1 else ''}"
+
+
+# --------------------------------------------------------------------------- hardware and guards
+def max_concurrent() -> int:
+    """How many trainings may run at once in this process (`EXPLORER_MAX_TRAININGS`, default 1)."""
+    try:
+        return max(1, int(os.environ.get(MAX_TRAININGS_ENV, "1")))
+    except ValueError:
+        return 1
+
+
+SLOTS = threading.BoundedSemaphore(max_concurrent())
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU has bfloat16 arithmetic (AVX512-BF16 or AMX), where mixed_bfloat16 pays off."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    except OSError:
+        pass
+    return False
+
+
+def gpus() -> list:
+    """The visible GPUs (imports TensorFlow)."""
+    import tensorflow as tf
+
+    return tf.config.list_physical_devices("GPU")
+
+
+def choose_precision(requested: str, recipe: Recipe) -> str:
+    """The Keras dtype policy for a run: "float32", "mixed_bfloat16" or "mixed_float16"."""
+    if requested != "auto":
+        return requested
+    devices = gpus()
+    if devices:
+        import tensorflow as tf
+
+        details = tf.config.experimental.get_device_details(devices[0])
+        major = (details.get("compute_capability") or (0, 0))[0]
+        return "mixed_bfloat16" if major >= 8 else "mixed_float16"
+    if recipe.precision == "auto" and cpu_has_bf16():
+        return "mixed_bfloat16"
+    return "float32"
+
+
+def cifar_mismatch(config: ResNetConfig) -> str | None:
+    """Why a config cannot train on CIFAR-10 as it is (input or classes), or None when it can."""
+    problems = []
+    if tuple(config.input_shape) != CIFAR_INPUT:
+        problems.append(f"its input is {'×'.join(map(str, config.input_shape))}")
+    if config.classes != NUM_CLASSES:
+        problems.append(f"it has {config.classes} classes")
+    if not problems:
+        return None
+    return (f"CIFAR-10 needs a 32×32×3 input and 10 classes, but {' and '.join(problems)}. "
+            "Adapt it (input 32×32×3, 10 classes) to train it on CIFAR-10.")
+
+
+def adapt_for_cifar(config: ResNetConfig) -> ResNetConfig:
+    """The same network with a 32×32×3 input and 10 classes."""
+    return config.replace(input_shape=CIFAR_INPUT, classes=NUM_CLASSES)
+
+
+class JobBusy(RuntimeError):
+    """This session already has a training that has not finished."""
+
+
+# --------------------------------------------------------------------------- results
+@dataclass
+class Evaluation:
+    """Test-set results of a trained model.
+
+    Attributes:
+        test_accuracy: Top-1 accuracy on the test set (0..1).
+        test_loss: Mean cross-entropy (no label smoothing).
+        test_images: Number of test images.
+        per_class_accuracy: Accuracy of each class, in CLASSES order.
+        confusion: (10, 10) counts, rows = true class, columns = predicted class.
+        predictions: (N,) predicted class of each test image.
+        confidence: (N,) probability of the predicted class.
+        tta: Whether flip test-time augmentation was used.
+        seconds: Time the evaluation took.
+    """
+
+    test_accuracy: float
+    test_loss: float
+    test_images: int
+    per_class_accuracy: list[float]
+    confusion: np.ndarray
+    predictions: np.ndarray
+    confidence: np.ndarray
+    tta: bool
+    seconds: float
+
+    def to_dict(self) -> dict:
+        """JSON-ready summary (no per-image arrays)."""
+        return {
+            "test_accuracy": self.test_accuracy, "test_loss": self.test_loss, "test_images": self.test_images,
+            "per_class_accuracy": dict(zip(CLASSES, self.per_class_accuracy, strict=True)),
+            "confusion": self.confusion.tolist(), "tta": self.tta, "evaluation_seconds": self.seconds,
+        }
+
+
+def evaluate_predictions(probabilities: np.ndarray, labels: np.ndarray, *, tta: bool = False,
+                         seconds: float = 0.0) -> Evaluation:
+    """Accuracy, loss, per-class accuracy and confusion matrix from predicted probabilities.
+
+    Args:
+        probabilities: (N, 10) class probabilities.
+        labels: (N,) true classes.
+        tta: Recorded in the result.
+        seconds: Recorded in the result.
+    """
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    labels = np.asarray(labels).astype(np.int64).reshape(-1)
+    predictions = probabilities.argmax(axis=1)
+    confusion = np.bincount(labels * NUM_CLASSES + predictions, minlength=NUM_CLASSES**2).reshape(NUM_CLASSES, NUM_CLASSES)
+    per_class = [float(confusion[c, c] / confusion[c].sum()) if confusion[c].sum() else float("nan") for c in range(NUM_CLASSES)]
+    picked = probabilities[np.arange(len(labels)), labels]
+    loss = float(-np.log(np.clip(picked, 1e-7, 1.0)).mean()) if len(labels) else float("nan")
+    return Evaluation(
+        test_accuracy=float((predictions == labels).mean()) if len(labels) else float("nan"), test_loss=loss,
+        test_images=int(len(labels)), per_class_accuracy=per_class, confusion=confusion,
+        predictions=predictions.astype(np.int64), confidence=probabilities.max(axis=1).astype(np.float32),
+        tta=tta, seconds=seconds,
+    )
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What a poll of a job sees (copies; safe to read without the lock).
+
+    Attributes:
+        status: One of STATUSES.
+        phase: What the worker is doing ("waiting for a slot", "building the model", "training", ...).
+        progress: Fraction of the budget done (0..1).
+        elapsed: Seconds of training so far.
+        eta: Seconds left (None before the first batches).
+        images_per_second: Recent training throughput.
+        epoch: Epochs done (fractional).
+        steps: Batches done.
+        batches: Per-batch records (step, epoch, images, seconds, loss, accuracy, lr, images_per_second).
+        epochs: Per-epoch records (epoch, seconds, loss, accuracy, val_loss, val_accuracy, lr).
+        evaluation: Test-set results once done.
+        error: The error message when failed, or why it stopped.
+        precision: The dtype policy in use.
+        device: "CPU", "GPU" or "N GPUs".
+    """
+
+    status: str
+    phase: str
+    progress: float
+    elapsed: float
+    eta: float | None
+    images_per_second: float | None
+    epoch: float
+    steps: int
+    batches: list[dict]
+    epochs: list[dict]
+    evaluation: Evaluation | None
+    error: str | None
+    precision: str
+    device: str
+
+    @property
+    def active(self) -> bool:
+        """Still waiting or running."""
+        return self.status in ACTIVE
+
+
+# --------------------------------------------------------------------------- the job
+class TrainJob:
+    """One training of one network on CIFAR-10, run in a daemon worker thread.
+
+    Args:
+        config: The network (must fit CIFAR-10: 32×32×3 input, 10 classes).
+        data: CIFAR-10 in memory (shared, read-only).
+        settings: Recipe, budget and knobs.
+        idle_timeout: Stop by itself when nobody has called `poll()` for this many seconds
+            (None = never; the CLI does not poll).
+        slots: The semaphore capping concurrent trainings (default: the process-wide one).
+        name: A label for the run (shown in the compare tab).
+    """
+
+    def __init__(self, config: ResNetConfig, data: Cifar10, settings: TrainSettings | None = None, *,
+                 idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT, slots: threading.Semaphore | None = None,
+                 name: str | None = None) -> None:
+        problem = cifar_mismatch(config)
+        if problem:
+            raise ConfigError("input", problem, "use 'adapt' (input 32×32×3, 10 classes)")
+        self.config = config
+        self.data = data
+        self.settings = (settings or TrainSettings()).resolved()
+        self.recipe = self.settings.recipe_obj
+        self.idle_timeout = idle_timeout
+        self.name = name or f"depth {config.resolved_depth}"
+        self._slots = SLOTS if slots is None else slots
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.status = "waiting"
+        self.phase = "not started"
+        self.error: str | None = None
+        self.traceback: str | None = None
+        self.stop_reason: str | None = None
+        self.batches: list[dict] = []
+        self.epochs: list[dict] = []
+        self.evaluation: Evaluation | None = None
+        self.model: Any = None
+        self.precision = "float32"
+        self.device = "CPU"
+        self.created = time.time()
+        self.last_poll = time.monotonic()
+        self.progress = 0.0
+        self.elapsed = 0.0
+        self.eta: float | None = None
+        self.images_per_second: float | None = None
+        self.epoch = 0.0
+        self.steps = 0
+        self.images_seen = 0
+        self.train_seconds = 0.0
+        self.steady_images_per_second: float | None = None
+        self.n_train = 0
+        self.n_val = 0
+
+    # ------------------------------------------------------------- control (any thread)
+    def start(self) -> TrainJob:
+        """Start the worker thread; returns self."""
+        if self._thread is not None:
+            raise RuntimeError("this job has already been started")
+        self.last_poll = time.monotonic()
+        self.phase = "waiting for a slot"
+        self._thread = threading.Thread(target=self._run, name=f"train-{self.name}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, reason: str = "stopped by the user") -> None:
+        """Ask the worker to stop; it ends within about one batch."""
+        with self._lock:
+            if self.status in ACTIVE and not self._stop.is_set():
+                self.stop_reason = reason
+                if self.status == "running":
+                    self.status = "stopping"
+                self._stop.set()
+
+    def poll(self) -> Snapshot:
+        """A consistent copy of the job's state; also tells the job someone is still watching."""
+        with self._lock:
+            self.last_poll = time.monotonic()
+            return Snapshot(
+                status=self.status, phase=self.phase, progress=self.progress, elapsed=self.elapsed, eta=self.eta,
+                images_per_second=self.images_per_second, epoch=self.epoch, steps=self.steps,
+                batches=list(self.batches), epochs=list(self.epochs), evaluation=self.evaluation,
+                error=self.error if self.status == "failed" else self.stop_reason, precision=self.precision,
+                device=self.device,
+            )
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the worker; True when it has ended."""
+        if self._thread is None:
+            return True
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    @property
+    def active(self) -> bool:
+        """Waiting or running (not yet ended)."""
+        return self.status in ACTIVE
+
+    def should_stop(self) -> bool:
+        """Whether the worker should end now (stop asked, or nobody polled for `idle_timeout`)."""
+        if self._stop.is_set():
+            return True
+        if self.idle_timeout is not None and time.monotonic() - self.last_poll > self.idle_timeout:
+            self.stop(f"stopped by itself: nobody watched it for {self.idle_timeout:g} s (was the tab closed?)")
+            return True
+        return False
+
+    def result(self) -> dict:
+        """The run as one JSON-ready dict (the CLI's --json object)."""
+        with self._lock:
+            out = {
+                "name": self.name, "status": self.status, "config": self.config.to_dict(),
+                "settings": {k: v for k, v in vars(self.settings).items()},
+                "precision": self.precision, "device": self.device,
+                "train_images": self.n_train, "val_images": self.n_val,
+                "train_seconds": round(self.train_seconds, 3),
+                "train_images_per_second": None if self.steady_images_per_second is None
+                else round(self.steady_images_per_second, 1),
+                "images_seen": self.images_seen, "steps": self.steps,
+                "epochs_completed": len([e for e in self.epochs if e.get("complete")]),
+                "epochs_fractional": round(self.epoch, 3),
+                "history": {"batches": list(self.batches), "epochs": list(self.epochs)},
+                "error": self.error, "stop_reason": self.stop_reason,
+            }
+            if self.evaluation is not None:
+                out.update(self.evaluation.to_dict())
+            else:
+                out.update(test_accuracy=None, test_loss=None, test_images=0)
+            return out
+
+    def model_bytes(self) -> bytes:
+        """The trained model as a `.keras` file."""
+        import tempfile
+
+        if self.model is None:
+            raise RuntimeError("there is no trained model")
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "model.keras")
+            self.model.save(path)
+            with open(path, "rb") as fh:
+                return fh.read()
+
+    # ------------------------------------------------------------- worker
+    def _set(self, **values: Any) -> None:
+        with self._lock:
+            for k, v in values.items():
+                setattr(self, k, v)
+
+    def _finish(self, status: str, *, error: str | None = None) -> None:
+        with self._lock:
+            self.status = status
+            self.error = error
+            self.phase = {"done": "done", "stopped": "stopped", "failed": "failed"}[status]
+            self.eta = 0.0 if status == "done" else None
+
+    def _run(self) -> None:
+        try:
+            if not self._wait_for_slot():
+                self._finish("stopped")
+                return
+            try:
+                self._set(status="stopping" if self._stop.is_set() else "running", phase="preparing the data")
+                self._train()
+            finally:
+                self._slots.release()
+            self._finish("stopped" if self._stop.is_set() else "done")
+        except (DataError, ConfigError) as exc:
+            self._finish("failed", error=str(exc))
+        except Exception as exc:  # shown to the user in one line; the traceback is kept for logs
+            self.traceback = traceback.format_exc()
+            self._finish("failed", error=f"{type(exc).__name__}: {exc}")
+
+    def _wait_for_slot(self) -> bool:
+        while not self._slots.acquire(timeout=0.1):
+            if self.should_stop():
+                return False
+        if self.should_stop():
+            self._slots.release()
+            return False
+        return True
+
+    def _train(self) -> None:
+        import tensorflow as tf
+
+        from explorer.data import make_datasets
+
+        s = self.settings
+        keras = _keras()
+        self._set(phase="preparing the data")
+        pipes = make_datasets(self.data, batch_size=s.batch_size, subset=s.subset, val_split=s.val_split,
+                              flip=s.flip, crop=s.crop, seed=s.seed)
+        self._set(n_train=pipes.n_train, n_val=pipes.n_val)
+        devices = gpus()
+        precision = choose_precision(s.precision, self.recipe)
+        strategy = tf.distribute.MirroredStrategy() if len(devices) > 1 else tf.distribute.get_strategy()
+        self._set(precision=precision, device="CPU" if not devices else ("GPU" if len(devices) == 1 else f"{len(devices)} GPUs"),
+                  phase="building the model")
+        if self.should_stop():
+            return
+        with strategy.scope():
+            model = build_training_model(self.config, precision=precision)
+            optimizer = make_optimizer(self.recipe, precision=precision)
+            model.compile(
+                optimizer=optimizer,
+                loss=keras.losses.CategoricalCrossentropy(label_smoothing=self.recipe.label_smoothing),
+                metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+            )
+        self.model = model
+        if self.should_stop():
+            return
+        callback = _JobCallback(self, pipes)
+        self._set(phase="compiling (first batch)")
+        epochs = s.epochs if s.epochs is not None else 1_000_000
+        model.fit(pipes.train, epochs=epochs, steps_per_epoch=pipes.steps_per_epoch, callbacks=[callback], verbose=0,
+                  shuffle=False)  # the pipeline shuffles
+        if self.should_stop() or not s.evaluate:
+            return
+        self._set(phase="evaluating on the test set", eta=None)
+        evaluation = evaluate_model(model, pipes.test, self.data.y_test, tta=s.tta, should_stop=self.should_stop)
+        if evaluation is not None:
+            self._set(evaluation=evaluation)
+
+
+def _keras() -> Any:
+    from explorer.keras_build import _keras as lazy
+
+    return lazy()
+
+
+def build_training_model(config: ResNetConfig, *, precision: str = "float32") -> Any:
+    """Build exactly the configured network; with a mixed policy, clone its layers in that policy.
+
+    The classifier (the last layer) stays float32 so the softmax and the loss are exact. The global
+    Keras dtype policy is not touched (other sessions share the process).
+    """
+    from explorer.keras_build import build_model
+
+    keras = _keras()
+    model = build_model(config)
+    if precision == "float32":
+        return model
+    last = model.layers[-1].name
+
+    def clone(layer: Any) -> Any:
+        cfg = layer.get_config()
+        cfg["dtype"] = "float32" if layer.name == last else precision
+        return layer.__class__.from_config(cfg)
+
+    return keras.models.clone_model(model, clone_function=clone)
+
+
+def make_optimizer(recipe: Recipe, *, precision: str = "float32") -> Any:
+    """SGD with the recipe's momentum and coupled L2 on kernels (loss-scaled for float16)."""
+    keras = _keras()
+    opt = _l2_sgd_class()(learning_rate=recipe.lr_at(0.0), momentum=recipe.momentum, nesterov=recipe.nesterov,
+                          l2=recipe.l2)
+    if precision == "mixed_float16":
+        opt = keras.optimizers.LossScaleOptimizer(opt)
+    return opt
+
+
+_L2SGD = None
+
+
+def _l2_sgd_class() -> type:
+    """keras SGD whose update adds `l2 · w` to the gradient of every kernel (L2 decay as in He et al.)."""
+    global _L2SGD
+    if _L2SGD is not None:
+        return _L2SGD
+    keras = _keras()
+
+    @keras.saving.register_keras_serializable(package="explorer")
+    class L2SGD(keras.optimizers.SGD):
+        """SGD with L2 weight decay on kernels, coupled to the gradient (so momentum sees it)."""
+
+        def __init__(self, *, l2: float = 0.0, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.l2 = l2
+
+        def apply(self, grads: Any, trainable_variables: Any = None) -> Any:
+            if self.l2 and trainable_variables is not None:
+                trainable_variables = list(trainable_variables)
+                grads = [
+                    g + self.l2 * keras.ops.cast(v, g.dtype) if g is not None and v.name == "kernel" else g
+                    for g, v in zip(grads, trainable_variables, strict=True)
+                ]
+            return super().apply(grads, trainable_variables)
+
+        def get_config(self) -> dict:
+            return {**super().get_config(), "l2": self.l2}
+
+    _L2SGD = L2SGD
+    return L2SGD
+
+
+def evaluate_model(model: Any, test_ds: Any, labels: np.ndarray, *, tta: bool = False,
+                   should_stop: Callable[[], bool] | None = None) -> Evaluation | None:
+    """Predict the test set (optionally averaged with its mirror image) and score it.
+
+    Returns:
+        The evaluation, or None when `should_stop` turned true in the middle.
+    """
+    import tensorflow as tf
+
+    keras = _keras()
+    started = time.perf_counter()
+    should_stop = should_stop or (lambda: False)
+
+    class _Stopper(keras.callbacks.Callback):
+        def on_predict_batch_end(self, batch: int, logs: Any = None) -> None:
+            if should_stop():
+                self.model.stop_predicting = True
+
+    def predict(ds: Any) -> np.ndarray | None:
+        out = model.predict(ds, verbose=0, callbacks=[_Stopper()])
+        return None if should_stop() else np.asarray(out, dtype=np.float32)
+
+    probs = predict(test_ds)
+    if probs is None:
+        return None
+    if tta:
+        mirrored = predict(test_ds.map(lambda x, y: (tf.reverse(x, axis=[2]), y)))
+        if mirrored is None:
+            return None
+        probs = (probs + mirrored) / 2
+    return evaluate_predictions(probs, labels, tta=tta, seconds=time.perf_counter() - started)
+
+
+_CALLBACKS: tuple[type, type] | None = None
+
+
+def _JobCallback(job: TrainJob, pipes: Any) -> Any:  # noqa: N802 - reads like the class it makes
+    """The Keras callback that drives `job` (its class is made when Keras is first needed)."""
+    global _CALLBACKS
+    if _CALLBACKS is None:
+        _CALLBACKS = _make_callback_classes()
+    return _CALLBACKS[0](job, pipes)
+
+
+def _EvalStopper(job: TrainJob) -> Any:  # noqa: N802
+    """A Keras callback that ends an evaluation pass when `job` must stop."""
+    global _CALLBACKS
+    if _CALLBACKS is None:
+        _CALLBACKS = _make_callback_classes()
+    return _CALLBACKS[1](job)
+
+
+def _make_callback_classes() -> tuple[type, type]:
+    keras = _keras()
+
+    class JobCallback(keras.callbacks.Callback):
+        """Sets the LR from the budget, records metrics, validates, and stops on request or at the budget."""
+
+        def __init__(self, job: TrainJob, pipes: Any) -> None:
+            super().__init__()
+            self.job = job
+            self.pipes = pipes
+            s = job.settings
+            self.seconds = s.seconds
+            self.steps_per_epoch = pipes.steps_per_epoch
+            self.total_steps = None if s.epochs is None else s.epochs * pipes.steps_per_epoch
+            self.batch_size = pipes.batch_size
+            self.step = 0
+            self.epoch_index = 0
+            self.batch_in_epoch = 0
+            self.last_record = (0, 0.0, 0.0, time.perf_counter())  # (batch_in_epoch, loss_sum, acc_sum, time)
+            self.t_start = 0.0
+            self.t_first = None  # end of the first batch (tracing done)
+            self.images_after_first = 0
+            self.lr = job.recipe.lr_at(0.0)
+
+        # progress ----------------------------------------------------------------
+        def progress(self, now: float) -> float:
+            if self.total_steps is not None:
+                return self.step / self.total_steps
+            if self.t_first is None:
+                return 0.0
+            remaining = self.seconds - (self.t_first - self.t_start)
+            return min(1.0, (now - self.t_first) / max(remaining, 1e-6))
+
+        def budget_over(self, now: float) -> bool:
+            if self.total_steps is not None:
+                return self.step >= self.total_steps
+            return now - self.t_start >= self.seconds
+
+        # keras hooks -------------------------------------------------------------
+        def on_train_begin(self, logs: Any = None) -> None:
+            self.t_start = time.perf_counter()
+
+        def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+            self.epoch_index = epoch
+            self.batch_in_epoch = 0
+            self.last_record = (0, 0.0, 0.0, time.perf_counter())
+
+        def on_train_batch_begin(self, batch: int, logs: Any = None) -> None:
+            lr = self.job.recipe.lr_at(self.progress(time.perf_counter()))
+            if lr != self.lr:
+                self.model.optimizer.learning_rate = lr
+                self.lr = lr
+
+        def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+            now = time.perf_counter()
+            self.step += 1
+            self.batch_in_epoch += 1
+            job = self.job
+            if self.t_first is None:
+                self.t_first = now
+                job._set(phase="training")
+                self.record(now, logs)  # a first point at once (its speed includes tracing: not shown)
+            else:
+                self.images_after_first += self.batch_size
+                if now - self.last_record[3] >= RECORD_INTERVAL:
+                    self.record(now, logs)
+            stop = job.should_stop()
+            if stop or self.budget_over(now):
+                self.model.stop_training = True
+                if self.batch_in_epoch > self.last_record[0]:
+                    self.record(now, logs)
+            self._update_progress(now)
+
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            logs = logs or {}
+            now = time.perf_counter()
+            entry = {
+                "epoch": epoch + 1, "fraction": round(self.batch_in_epoch / self.steps_per_epoch, 4),
+                "complete": self.batch_in_epoch >= self.steps_per_epoch, "step": self.step,
+                "seconds": round(now - self.t_start, 3), "lr": self.lr,
+                "loss": _num(logs.get("loss")), "accuracy": _num(logs.get("accuracy")),
+                "val_loss": None, "val_accuracy": None,
+            }
+            if self.pipes.val is not None and not self.job.should_stop():
+                self.job._set(phase="validating")
+                val = self.model.evaluate(self.pipes.val, verbose=0, return_dict=True, callbacks=[_EvalStopper(self.job)])
+                if not self.job.should_stop():
+                    entry.update(val_loss=_num(val.get("loss")), val_accuracy=_num(val.get("accuracy")))
+                self.job._set(phase="training")
+            with self.job._lock:
+                self.job.epochs.append(entry)
+
+        def on_train_end(self, logs: Any = None) -> None:
+            now = time.perf_counter()
+            steady = None
+            if self.t_first is not None and self.images_after_first and now > self.t_first:
+                steady = self.images_after_first / (now - self.t_first)
+            self.job._set(train_seconds=now - self.t_start, steady_images_per_second=steady)
+
+        # helpers -----------------------------------------------------------------
+        def record(self, now: float, logs: Any) -> None:
+            logs = logs or {}
+            k = self.batch_in_epoch
+            loss_mean, acc_mean = _num(logs.get("loss")), _num(logs.get("accuracy"))
+            if loss_mean is None:
+                return
+            # Keras logs hold running means over the epoch so far; the sums k·mean give the exact
+            # mean over the batches since the last record.
+            j, loss_sum_j, acc_sum_j, t_j = self.last_record
+            loss_sum, acc_sum = loss_mean * k, (acc_mean or 0.0) * k
+            n = k - j
+            if n <= 0:
+                return
+            window_loss = (loss_sum - loss_sum_j) / n
+            window_acc = (acc_sum - acc_sum_j) / n
+            ips = n * self.batch_size / (now - t_j) if now > t_j and self.step > 1 else None
+            entry = {
+                "step": self.step, "epoch": round(self.epoch_index + k / self.steps_per_epoch, 4),
+                "images": self.step * self.batch_size, "seconds": round(now - self.t_start, 3),
+                "loss": window_loss, "accuracy": window_acc, "lr": self.lr,
+                "images_per_second": None if ips is None else round(ips, 1),
+            }
+            self.last_record = (k, loss_sum, acc_sum, now)
+            with self.job._lock:
+                self.job.batches.append(entry)
+                if ips is not None:
+                    self.job.images_per_second = ips
+
+        def _update_progress(self, now: float) -> None:
+            job = self.job
+            progress = self.progress(now)
+            elapsed = now - self.t_start
+            eta = None
+            if self.seconds is not None:
+                eta = max(0.0, self.seconds - elapsed)
+            elif self.t_first is not None and self.total_steps and self.step > 1:
+                per_step = (now - self.t_first) / (self.step - 1)
+                eta = per_step * (self.total_steps - self.step)
+            job._set(progress=progress, elapsed=elapsed, eta=eta, steps=self.step,
+                     epoch=self.epoch_index + self.batch_in_epoch / self.steps_per_epoch,
+                     images_seen=self.step * self.batch_size)
+
+    class EvalStopper(keras.callbacks.Callback):
+        """Ends a validation pass early when the job must stop."""
+
+        def __init__(self, job: TrainJob) -> None:
+            super().__init__()
+            self.job = job
+
+        def on_test_batch_end(self, batch: int, logs: Any = None) -> None:
+            if self.job.should_stop():
+                self.model.stop_evaluating = True
+
+    return JobCallback, EvalStopper
+
+
+def _num(value: Any) -> float | None:
+    if value is None:
+        return None
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return None
+    return out if math.isfinite(out) else None
+
+
+def start_job(previous: TrainJob | None, config: ResNetConfig, data: Cifar10, settings: TrainSettings | None = None,
+              **kwargs: Any) -> TrainJob:
+    """Start a job unless the session's previous one is still active (one job per session).
+
+    Raises:
+        JobBusy: `previous` is still waiting or running.
+    """
+    if previous is not None and previous.active:
+        raise JobBusy("a training is already running in this session: stop it (or wait for it) first")
+    return TrainJob(config, data, settings, **kwargs).start()
+
+
+@dataclass
+class RunRecord:
+    """A finished run kept for comparison: name, config, settings, history and test results.
+
+    Attributes:
+        name: Label (unique within a session).
+        config: The network.
+        settings: The resolved settings.
+        status: "done" or "stopped".
+        batches: Per-batch history.
+        epochs: Per-epoch history.
+        test_accuracy: Test accuracy (None when not evaluated).
+        test_loss: Test loss.
+        train_seconds: Training wall time.
+        images_per_second: Steady training throughput.
+        finished: Unix time it ended.
+    """
+
+    name: str
+    config: ResNetConfig
+    settings: TrainSettings
+    status: str
+    batches: list[dict] = field(default_factory=list)
+    epochs: list[dict] = field(default_factory=list)
+    test_accuracy: float | None = None
+    test_loss: float | None = None
+    train_seconds: float = 0.0
+    images_per_second: float | None = None
+    finished: float = 0.0
+
+    @classmethod
+    def from_job(cls, job: TrainJob, name: str | None = None) -> RunRecord:
+        """Freeze a finished job into a record (no model, no data)."""
+        snap = job.poll()
+        ev = snap.evaluation
+        return cls(name=name or job.name, config=job.config, settings=job.settings, status=snap.status,
+                   batches=snap.batches, epochs=snap.epochs, test_accuracy=None if ev is None else ev.test_accuracy,
+                   test_loss=None if ev is None else ev.test_loss, train_seconds=job.train_seconds,
+                   images_per_second=job.steady_images_per_second, finished=time.time())
+
+
+def history_csv(batches: list[dict], epochs: list[dict]) -> str:
+    """The metric history as CSV: one row per batch record and per epoch, with a `kind` column."""
+    import pandas as pd
+
+    frames = []
+    for kind, records in (("batch", batches), ("epoch", epochs)):
+        if records:
+            frame = pd.DataFrame(records)
+            frame.insert(0, "kind", kind)
+            frames.append(frame)
+    if not frames:
+        return "kind\n"
+    return pd.concat(frames, ignore_index=True).to_csv(index=False)

@@ -1,0 +1,300 @@
+"""CIFAR-10 loading: fixtures written by the test itself in the real binary, pickled and .tar.gz layouts, and their faults."""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from explorer import data as D
+from explorer.data import DataError
+
+PER_CLASS = 12  # images per class per batch file: 120 per file, 600 training + 120 test images
+
+
+# --------------------------------------------------------------------------- fixture writers (also used by other tests)
+def fixture_arrays(n_per_class: int = PER_CLASS, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Images whose pixels depend on the label (so a tiny net can learn them), and labels 0..9 shuffled."""
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(10, dtype=np.uint8), n_per_class)
+    rng.shuffle(labels)
+    base = rng.integers(0, 60, size=(len(labels), 32, 32, 3), dtype=np.uint8)
+    images = (base + labels[:, None, None, None].astype(np.uint8) * 19).astype(np.uint8)
+    return images, labels
+
+
+def binary_bytes(images: np.ndarray, labels: np.ndarray) -> bytes:
+    """Records of the official binary layout: 1 label byte + 3072 pixel bytes (R, G, B planes)."""
+    planes = images.transpose(0, 3, 1, 2).reshape(len(labels), -1)
+    return np.concatenate([labels[:, None], planes], axis=1).astype(np.uint8).tobytes()
+
+
+def python_bytes(images: np.ndarray, labels: np.ndarray, name: str = "data_batch_1") -> bytes:
+    """A batch of the official Python layout: a pickled dict with bytes keys and a (N, 3072) uint8 array.
+
+    Protocol 3 writes globals as text lines, so the numpy 2 module path can be rewritten to
+    the `numpy.core.multiarray` path that the official (numpy 1.x era) files name.
+    """
+    batch = {
+        b"batch_label": f"{name} of fixture".encode(),
+        b"labels": [int(v) for v in labels],
+        b"data": images.transpose(0, 3, 1, 2).reshape(len(labels), -1).copy(),
+        b"filenames": [f"img_{i}.png".encode() for i in range(len(labels))],
+    }
+    raw = pickle.dumps(batch, protocol=3)
+    return raw.replace(b"numpy._core.multiarray\n", b"numpy.core.multiarray\n")
+
+
+def write_layout(root: Path, kind: str = "binary", *, n_per_class: int = PER_CLASS) -> Path:
+    """Write a complete tiny CIFAR-10 in `kind` ("binary", "python", "binary-archive", "python-archive") under root."""
+    root.mkdir(parents=True, exist_ok=True)
+    binary = kind.startswith("binary")
+    folder = D.BIN_DIR if binary else D.PY_DIR
+    files: dict[str, bytes] = {}
+    for i, name in enumerate(D._batch_names(kind)):
+        images, labels = fixture_arrays(n_per_class, seed=i)
+        files[name] = binary_bytes(images, labels) if binary else python_bytes(images, labels, name)
+    if kind.endswith("archive"):
+        archive = root / (D.BIN_ARCHIVE if binary else D.PY_ARCHIVE)
+        with tarfile.open(archive, "w:gz") as tar:
+            for name, payload in files.items():
+                info = tarfile.TarInfo(f"{folder}/{name}")
+                info.size = len(payload)
+                tar.addfile(info, io.BytesIO(payload))
+        return archive
+    (root / folder).mkdir(exist_ok=True)
+    for name, payload in files.items():
+        (root / folder / name).write_bytes(payload)
+    return root / folder
+
+
+@pytest.fixture(autouse=True)
+def _no_env(monkeypatch, tmp_path):
+    monkeypatch.delenv(D.ENV_VAR, raising=False)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras-home"))
+
+
+# --------------------------------------------------------------------------- the three layouts
+@pytest.mark.parametrize("kind", ["binary", "python", "binary-archive", "python-archive"])
+def test_each_layout_loads_the_same_images(tmp_path, kind):
+    write_layout(tmp_path, kind)
+    data = D.load_cifar10(tmp_path, allow_download=False)
+    assert data.kind == kind
+    assert data.x_train.shape == (5 * 10 * PER_CLASS, 32, 32, 3) and data.x_train.dtype == np.uint8
+    assert data.x_test.shape == (10 * PER_CLASS, 32, 32, 3)
+    images, labels = fixture_arrays(PER_CLASS, seed=0)
+    np.testing.assert_array_equal(data.x_train[: len(labels)], images)  # CHW planes became (H, W, C)
+    np.testing.assert_array_equal(data.y_train[: len(labels)], labels)
+    test_images, test_labels = fixture_arrays(PER_CLASS, seed=5)
+    np.testing.assert_array_equal(data.x_test, test_images)
+    np.testing.assert_array_equal(data.y_test, test_labels)
+    assert str(tmp_path) in data.source
+
+
+def test_arrays_are_read_only(tmp_path):
+    write_layout(tmp_path, "binary")
+    data = D.load_cifar10(tmp_path, allow_download=False)
+    for a in (data.x_train, data.y_train, data.x_test, data.y_test):
+        assert not a.flags.writeable
+        with pytest.raises(ValueError):
+            a[0] = 0
+
+
+def test_layout_folder_itself_and_env_var_and_order(tmp_path, monkeypatch):
+    folder = write_layout(tmp_path / "a", "binary")
+    assert D.load_cifar10(folder, allow_download=False).kind == "binary"  # the folder itself
+    write_layout(tmp_path / "b", "python")
+    monkeypatch.setenv(D.ENV_VAR, str(tmp_path / "b"))
+    assert D.find_source().kind == "python" and D.find_source().origin == D.ENV_VAR
+    assert D.find_source(tmp_path / "a").kind == "binary"  # the argument wins over the environment
+
+
+def test_keras_cache_is_found(tmp_path, monkeypatch):
+    cache = tmp_path / "keras-home" / "datasets"
+    write_layout(cache / "cifar-10-batches-py-target_extracted", "python")
+    source = D.find_source()
+    assert source is not None and source.origin == "keras cache" and source.kind == "python"
+    assert D.load_cifar10(allow_download=False).n_test == 10 * PER_CLASS
+
+
+def test_nothing_found_without_download_says_how_to_get_it(tmp_path):
+    with pytest.raises(DataError, match="cifar-10-binary.tar.gz.*--data-dir"):
+        D.load_cifar10(allow_download=False)
+
+
+def test_failed_download_becomes_data_error(monkeypatch):
+    import keras
+
+    def offline():
+        raise OSError("URL fetch failure: no route to host")
+
+    monkeypatch.setattr(keras.datasets.cifar10, "load_data", offline)
+    with pytest.raises(DataError, match=r"download failed.*cs\.toronto\.edu.*CIFAR10_DIR"):
+        D.load_cifar10()
+
+
+# --------------------------------------------------------------------------- faults
+def test_missing_dir(tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        D.load_cifar10(tmp_path / "nope", allow_download=False)
+
+
+def test_dir_with_wrong_files(tmp_path):
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(DataError, match="no CIFAR-10 in"):
+        D.load_cifar10(tmp_path, allow_download=False)
+
+
+def test_cifar100_is_named(tmp_path):
+    (tmp_path / "train.bin").write_bytes(b"\0" * 3074)
+    with pytest.raises(DataError, match="CIFAR-100"):
+        D.load_cifar10(tmp_path, allow_download=False)
+
+
+def test_missing_batch_file(tmp_path):
+    folder = write_layout(tmp_path, "binary")
+    (folder / "data_batch_3.bin").unlink()
+    with pytest.raises(DataError, match="data_batch_3.bin is missing"):
+        D.load_cifar10(tmp_path, allow_download=False)
+
+
+def test_truncated_binary_file(tmp_path):
+    folder = write_layout(tmp_path, "binary")
+    path = folder / "data_batch_2.bin"
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(DataError, match="data_batch_2.bin is damaged.*truncated"):
+        D.load_cifar10(tmp_path, allow_download=False)
+
+
+def test_truncated_at_a_record_boundary(tmp_path):
+    folder = write_layout(tmp_path, "binary")
+    path = folder / "data_batch_4.bin"
+    path.write_bytes(path.read_bytes()[: -D.RECORD_BYTES * 3])
+    with pytest.raises(DataError, match="differ in size"):
+        D.load_cifar10(tmp_path, allow_download=False)
+
+
+def test_truncated_pickle(tmp_path):
+    folder = write_layout(tmp_path, "python")
+    path = folder / "test_batch"
+    path.write_bytes(path.read_bytes()[:500])
+    with pytest.raises(DataError, match="test_batch cannot be read"):
+        D.load_cifar10(tmp_path, allow_download=False)
+
+
+def test_truncated_archive(tmp_path):
+    archive = write_layout(tmp_path, "binary-archive")
+    archive.write_bytes(archive.read_bytes()[:2000])
+    with pytest.raises(DataError, match="truncated|no cifar-10-batches-bin"):
+        D.load_cifar10(tmp_path, allow_download=False)
+
+
+def test_bad_labels_binary(tmp_path):
+    folder = write_layout(tmp_path, "binary")
+    path = folder / "data_batch_1.bin"
+    raw = bytearray(path.read_bytes())
+    raw[D.RECORD_BYTES * 5] = 42  # the label byte of the sixth record
+    path.write_bytes(bytes(raw))
+    with pytest.raises(DataError, match="label 42.*0..9"):
+        D.load_cifar10(tmp_path, allow_download=False)
+
+
+def test_bad_labels_python(tmp_path):
+    folder = write_layout(tmp_path, "python")
+    images, labels = fixture_arrays(PER_CLASS, seed=1)
+    labels = labels.astype(np.int64)
+    labels[0] = -1
+    (folder / "data_batch_2").write_bytes(python_bytes(images, labels))
+    with pytest.raises(DataError, match="label -1"):
+        D.load_cifar10(tmp_path, allow_download=False)
+
+
+def test_a_missing_class_is_refused(tmp_path):
+    folder = write_layout(tmp_path, "binary")
+    images, labels = fixture_arrays(PER_CLASS, seed=5)
+    labels = np.where(labels == 3, 4, labels).astype(np.uint8)  # no cats in the test set
+    (folder / "test_batch.bin").write_bytes(binary_bytes(images, labels))
+    with pytest.raises(DataError, match="test set.*no images of cat"):
+        D.load_cifar10(tmp_path, allow_download=False)
+
+
+def test_pickle_with_a_forbidden_global_is_refused(tmp_path):
+    folder = write_layout(tmp_path, "python")
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    (folder / "data_batch_1").write_bytes(pickle.dumps({b"data": Evil(), b"labels": []}, protocol=3))
+    with pytest.raises(DataError, match="refused to load (posix|os|nt).system"):
+        D.load_cifar10(tmp_path, allow_download=False)
+    assert not marker.exists()
+
+
+def test_restricted_unpickler_admits_only_numpy_reconstruction():
+    arr = np.arange(6, dtype=np.uint8).reshape(2, 3)
+    assert np.array_equal(D.restricted_loads(pickle.dumps({b"data": arr}, protocol=3))[b"data"], arr)
+    for evil in (pickle.dumps(np.float64(1.0)), pickle.dumps(Path("x")), pickle.dumps(print)):
+        with pytest.raises(pickle.UnpicklingError, match="refused"):
+            D.restricted_loads(evil)
+
+
+def test_python_batch_without_data_array(tmp_path):
+    folder = write_layout(tmp_path, "python")
+    (folder / "data_batch_5").write_bytes(pickle.dumps({b"labels": [1, 2]}, protocol=3))
+    with pytest.raises(DataError, match="data_batch_5 has no"):
+        D.load_cifar10(tmp_path, allow_download=False)
+
+
+# --------------------------------------------------------------------------- tf.data
+def test_split_indices_are_stratified_and_disjoint():
+    labels = np.repeat(np.arange(10), 50)
+    train, val = D.split_indices(labels, subset=200, val_split=0.25, seed=1)
+    assert len(train) == 150 and len(val) == 50
+    assert not set(train) & set(val)
+    assert np.bincount(labels[np.concatenate([train, val])], minlength=10).tolist() == [20] * 10
+
+
+def test_pipeline_shapes_and_normalisation(tmp_path):
+    write_layout(tmp_path, "binary")
+    data = D.load_cifar10(tmp_path, allow_download=False)
+    pipes = D.make_datasets(data, batch_size=32, subset=400, val_split=0.2, flip=True, crop=2)
+    assert (pipes.n_train, pipes.n_val, pipes.n_test) == (320, 80, 120)
+    assert pipes.steps_per_epoch == 10
+    x, y = next(iter(pipes.train))
+    assert tuple(x.shape) == (32, 32, 32, 3) and x.dtype.name == "float32"
+    assert tuple(y.shape) == (32, 10) and np.allclose(y.numpy().sum(axis=1), 1)
+    assert sum(1 for _ in pipes.train) == 10  # drop_remainder: static batch shapes
+    xv, _ = next(iter(pipes.val))
+    assert tuple(xv.shape) == (80, 32, 32, 3)
+    xt, yt = next(iter(pipes.test))
+    assert xt.shape[0] == 120 and np.array_equal(yt.numpy().argmax(1), data.y_test)
+    # test images are normalised but not augmented
+    expected = (data.x_test[0] / 255.0 - np.array(D.MEAN)) / np.array(D.STD)
+    assert np.allclose(xt.numpy()[0], expected, atol=1e-4)
+
+
+def test_augmentation_flips_and_translates():
+    import tensorflow as tf
+
+    x = tf.constant(np.arange(4 * 8 * 8 * 1, dtype=np.float32).reshape(4, 8, 8, 1))
+    tf.random.set_seed(0)
+    flipped = D.augment_batch(x, flip=True, crop=0).numpy()
+    for i in range(4):
+        assert np.array_equal(flipped[i], x.numpy()[i]) or np.array_equal(flipped[i], x.numpy()[i, :, ::-1])
+    shifted = D.augment_batch(x, flip=False, crop=2).numpy()
+    assert shifted.shape == (4, 8, 8, 1)
+    assert np.isin(shifted, x.numpy()).all()  # only pixels of the images (reflect padding)
+
+
+def test_subset_smaller_than_a_batch_is_a_data_error(tmp_path):
+    write_layout(tmp_path, "binary")
+    data = D.load_cifar10(tmp_path, allow_download=False)
+    with pytest.raises(DataError, match="fewer than one batch"):
+        D.make_datasets(data, batch_size=256, subset=100)

@@ -1,0 +1,255 @@
+"""TrainJob on a tiny fixture written in the real binary layout: history, stop, idle stop, one job per session, slot cap, CLI."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from explorer import training as T
+from explorer.config import ConfigError, ResNetConfig
+from explorer.data import load_cifar10
+from tests.test_data import write_layout
+
+TINY = ResNetConfig(depth=8, filters=4)
+
+
+@pytest.fixture(scope="module")
+def fixture_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cifar")
+    write_layout(root, "binary", n_per_class=20)  # 1,000 training and 200 test images
+    return root
+
+
+@pytest.fixture(scope="module")
+def data(fixture_dir):
+    return load_cifar10(fixture_dir, allow_download=False)
+
+
+def long_settings(**kw) -> T.TrainSettings:
+    return T.TrainSettings(epochs=500, batch_size=50, val_split=0.0, evaluate=False, **kw)
+
+
+def wait_for(predicate, timeout: float = 60.0) -> None:
+    end = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < end, "timed out"
+        time.sleep(0.05)
+
+
+def training(job: T.TrainJob) -> bool:
+    snap = job.poll()
+    return snap.phase == "training" and snap.steps > 0
+
+
+def test_one_epoch_fills_history_and_evaluates(data):
+    settings = T.TrainSettings(epochs=1, batch_size=50, val_split=0.2)
+    job = T.TrainJob(TINY, data, settings, slots=threading.Semaphore(1)).start()
+    assert job.join(120)
+    snap = job.poll()
+    assert snap.status == "done", snap.error
+    assert snap.progress == pytest.approx(1.0)
+    assert snap.steps == 16  # 800 training images / 50
+    assert snap.batches and snap.batches[0]["step"] == 1
+    for key in ("loss", "accuracy", "lr", "images_per_second", "epoch", "seconds"):
+        assert key in snap.batches[-1]
+    assert all(np.isfinite(b["loss"]) for b in snap.batches)
+    assert [e["epoch"] for e in snap.epochs] == [1]
+    epoch = snap.epochs[0]
+    assert epoch["complete"] and epoch["val_accuracy"] is not None and epoch["loss"] is not None
+    ev = snap.evaluation
+    assert ev.test_images == 200 and ev.confusion.sum() == 200 and len(ev.per_class_accuracy) == 10
+    assert ev.tta  # the short recipe averages with mirror images
+    result = job.result()
+    json.dumps(result)  # the CLI's --json object
+    assert result["epochs_completed"] == 1 and result["test_images"] == 200
+    assert result["train_images_per_second"] > 0
+    assert job.model_bytes()[:2] == b"PK"  # a .keras file is a zip
+
+
+def test_seconds_budget_ends_on_the_clock(data):
+    job = T.TrainJob(TINY, data, T.TrainSettings(seconds=6.0, batch_size=50, val_split=0.1, evaluate=False),
+                     slots=threading.Semaphore(1)).start()
+    assert job.join(60)
+    snap = job.poll()
+    assert snap.status == "done"
+    assert 6.0 <= job.train_seconds < 12.0  # the first batch (tracing) counts; a batch of this net is milliseconds
+    lrs = [b["lr"] for b in snap.batches]
+    assert len(lrs) >= 3 and max(lrs) > 5 * lrs[-1]  # the one-cycle schedule came down again within the budget
+
+
+def test_stop_takes_effect_within_two_seconds(data):
+    job = T.TrainJob(TINY, data, long_settings(), slots=threading.Semaphore(1)).start()
+    wait_for(lambda: training(job))
+    asked = time.monotonic()
+    job.stop()
+    assert job.poll().status in ("stopping", "stopped")
+    assert job.join(10)
+    assert time.monotonic() - asked < 2.0
+    snap = job.poll()
+    assert snap.status == "stopped" and snap.error == "stopped by the user"
+    assert snap.evaluation is None
+
+
+def test_unpolled_job_stops_itself(data):
+    job = T.TrainJob(TINY, data, long_settings(), idle_timeout=1.0, slots=threading.Semaphore(1)).start()
+    assert job.join(30)
+    assert job.status == "stopped"
+    assert "nobody watched it" in job.stop_reason
+
+
+def test_second_job_in_a_session_is_refused(data):
+    first = T.start_job(None, TINY, data, long_settings(), slots=threading.Semaphore(2))
+    try:
+        with pytest.raises(T.JobBusy, match="already running"):
+            T.start_job(first, TINY, data, long_settings())
+    finally:
+        first.stop()
+        assert first.join(10)
+    again = T.start_job(first, TINY, data, long_settings(), slots=threading.Semaphore(1))  # allowed once it ended
+    again.stop()
+    assert again.join(10)
+
+
+def test_slot_cap_makes_the_second_job_wait(data):
+    slots = threading.BoundedSemaphore(1)
+    first = T.TrainJob(TINY, data, long_settings(), slots=slots).start()
+    second = T.TrainJob(TINY, data, long_settings(), slots=slots).start()
+    try:
+        wait_for(lambda: training(first))
+        snap = second.poll()
+        assert snap.status == "waiting" and snap.phase == "waiting for a slot"
+        first.stop()
+        wait_for(lambda: second.poll().status == "running", timeout=30)
+    finally:
+        first.stop()
+        second.stop()
+        assert first.join(10) and second.join(10)
+    # a waiting job can be stopped too
+    blocker = T.TrainJob(TINY, data, long_settings(), slots=slots).start()
+    waiting = T.TrainJob(TINY, data, long_settings(), slots=slots).start()
+    wait_for(lambda: blocker.poll().status == "running")
+    waiting.stop()
+    assert waiting.join(5) and waiting.status == "stopped"
+    blocker.stop()
+    assert blocker.join(10)
+
+
+def test_network_with_diagnostics_fails_with_a_message(data):
+    broken = ResNetConfig(depth=8, filters=4, shortcut="identity")  # identity cannot change width
+    job = T.TrainJob(broken, data, T.TrainSettings(epochs=1, batch_size=50), slots=threading.Semaphore(1)).start()
+    assert job.join(30)
+    assert job.status == "failed"
+    assert "does not fit together" in job.error and "Traceback" not in job.error
+
+
+def test_imagenet_config_is_refused_and_can_be_adapted(data):
+    big = ResNetConfig(version=2, block="bottleneck", depth=50, stages=4, filters=64, input_shape=(224, 224, 3), classes=1000)
+    message = T.cifar_mismatch(big)
+    assert "32×32×3" in message and "10 classes" in message and "1000 classes" in message
+    with pytest.raises(ConfigError, match="Adapt"):
+        T.TrainJob(big, data)
+    adapted = T.adapt_for_cifar(big)
+    assert adapted.input_shape == (32, 32, 3) and adapted.classes == 10 and T.cifar_mismatch(adapted) is None
+
+
+# --------------------------------------------------------------------------- pure parts
+def test_schedules():
+    short, paper = T.RECIPES["short"], T.RECIPES["paper"]
+    assert short.lr_at(0.0) < short.lr_at(short.warmup) == pytest.approx(short.peak_lr)
+    assert short.lr_at(1.0) == 0.0
+    assert short.lr_at(0.6) > short.lr_at(0.8)
+    assert paper.lr_at(0.1) == pytest.approx(0.1)
+    assert paper.lr_at(0.6) == pytest.approx(0.01)
+    assert paper.lr_at(0.9) == pytest.approx(0.001)
+
+
+def test_settings_resolve_and_validate():
+    s = T.TrainSettings().resolved()
+    assert s.seconds == T.RECIPES["short"].seconds and s.epochs is None and s.batch_size == 256
+    p = T.TrainSettings(recipe="paper").resolved()
+    assert p.epochs == 182 and p.crop == 4 and p.batch_size == 128
+    assert T.TrainSettings(epochs=3).budget_text() == "3 epochs"
+    for bad in (dict(epochs=1, seconds=5.0), dict(epochs=0), dict(seconds=-1.0), dict(recipe="adam"), dict(subset=5),
+                dict(batch_size=0), dict(precision="int8")):
+        with pytest.raises(ConfigError):
+            T.TrainSettings(**bad)
+
+
+def test_evaluate_predictions():
+    labels = np.array([0, 1, 2, 2])
+    probs = np.full((4, 10), 0.01)
+    probs[[0, 1, 2, 3], [0, 1, 2, 5]] = 0.91
+    ev = T.evaluate_predictions(probs, labels)
+    assert ev.test_accuracy == 0.75
+    assert ev.confusion[2, 5] == 1 and ev.confusion.sum() == 4
+    assert ev.per_class_accuracy[2] == 0.5 and np.isnan(ev.per_class_accuracy[3])
+    assert ev.test_loss == pytest.approx(-(3 * np.log(0.91) + np.log(0.01)) / 4)
+
+
+def test_mixed_precision_clone_keeps_the_network():
+    model = T.build_training_model(TINY, precision="mixed_bfloat16")
+    ref = T.build_training_model(TINY)
+    assert [layer.name for layer in model.layers] == [layer.name for layer in ref.layers]
+    assert model.count_params() == ref.count_params()
+    assert model.layers[-1].dtype_policy.name == "float32"  # softmax and loss stay exact
+    assert model.layers[1].dtype_policy.name == "mixed_bfloat16"
+
+
+def test_l2_is_added_to_kernel_gradients_only():
+    import keras
+
+    opt = T.make_optimizer(T.RECIPES["paper"])
+    kernel = keras.Variable(np.ones((2,), np.float32), name="kernel")
+    gamma = keras.Variable(np.ones((2,), np.float32), name="gamma")
+    opt.learning_rate = 1.0
+    opt.apply([np.zeros(2, np.float32), np.zeros(2, np.float32)], [kernel, gamma])
+    assert np.allclose(kernel.numpy(), 1 - 1e-4) and np.allclose(gamma.numpy(), 1.0)
+
+
+def test_history_csv():
+    text = T.history_csv([{"step": 1, "loss": 2.0}], [{"epoch": 1, "loss": 1.5, "val_loss": 1.6}])
+    lines = text.strip().splitlines()
+    assert lines[0].startswith("kind,") and lines[1].startswith("batch,") and lines[2].startswith("epoch,")
+
+
+# --------------------------------------------------------------------------- CLI
+def test_cli_train_json(fixture_dir, capsys):
+    from explorer.cli import main
+
+    code = main(["train", "--depth", "8", "--filters", "4", "--data-dir", str(fixture_dir), "--epochs", "1",
+                 "--batch-size", "50", "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    result = json.loads(out.strip().splitlines()[-1])
+    for key in ("test_accuracy", "test_loss", "test_images", "train_images_per_second", "train_seconds",
+                "epochs_completed", "history"):
+        assert key in result
+    assert result["test_images"] == 200 and result["epochs_completed"] == 1
+    assert result["history"]["epochs"] and result["history"]["batches"]
+    assert "epoch" in err  # progress lines go to stderr
+
+
+def test_cli_train_missing_data_is_one_line_exit_2(tmp_path, capsys, monkeypatch):
+    from explorer.cli import main
+
+    monkeypatch.delenv("CIFAR10_DIR", raising=False)
+    code = main(["train", "--preset", "resnet20", "--data-dir", str(tmp_path / "missing"), "--epochs", "1"])
+    _, err = capsys.readouterr()
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1 and "does not exist" in err and "cifar-10-binary.tar.gz" in err
+
+
+def test_cli_train_bad_input_exit_2(fixture_dir, capsys):
+    from explorer.cli import main
+
+    code = main(["train", "--preset", "resnet50v2", "--data-dir", str(fixture_dir), "--epochs", "1"])
+    _, err = capsys.readouterr()
+    assert code == 2 and "--adapt" in err and len(err.strip().splitlines()) == 1
+    with pytest.raises(SystemExit) as stopped:
+        main(["train", "--depth", "8", "--data-dir", str(fixture_dir), "--epochs", "1", "--seconds", "5"])
+    _, err = capsys.readouterr()
+    assert stopped.value.code == 2 and "not allowed with" in err
