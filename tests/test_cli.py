@@ -139,3 +139,42 @@ def test_module_entry_point():
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "20 or 26" in proc.stderr
+
+
+def test_dot_to_stdout_and_files(capsys, tmp_path):
+    code, out, _ = run(capsys, "dot", "--preset", "resnet20")
+    assert code == 0 and out.startswith("digraph") and "stage2_block1" in out
+    code, out, _ = run(capsys, "dot", "--preset", "resnet56", "--level", "layer", "--expand", "stage2", "--rankdir", "LR")
+    assert code == 0 and "stage2_block1_conv1" in out and "rankdir=LR" in out
+    target = tmp_path / "net.dot"
+    assert run(capsys, "dot", "--preset", "resnet20", "-o", str(target))[0] == 0
+    assert target.read_text().startswith("digraph")
+    from explorer.diagram import dot_available
+
+    if dot_available():
+        for suffix, magic in (("svg", b"<?xml"), ("png", b"\x89PNG")):
+            path = tmp_path / f"net.{suffix}"
+            assert run(capsys, "dot", "--preset", "resnet20", "-o", str(path))[0] == 0
+            assert path.read_bytes().startswith(magic)
+
+
+def test_dot_of_a_broken_network_still_draws(capsys):
+    code, out, err = run(capsys, "dot", "--preset", "resnet20", "--shortcut", "identity")
+    assert code == 3
+    assert "#d62728" in out and "16×16×32" in out and "32×32×16" in out
+    assert "stage2_block1_add" in err
+
+
+@pytest.mark.parametrize("argv", [
+    ["dot", "--preset", "resnet1202", "--level", "layer"],
+    ["dot", "--preset", "resnet20", "-o", "net.txt"],
+    ["dot", "--preset", "resnet20", "--expand", "stage9"],
+    ["dot", "--preset", "resnet20", "--level", "cube"],
+])
+def test_dot_refusals_exit_2(capsys, argv, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exc_info:
+        raise SystemExit(main(argv))
+    assert exc_info.value.code == 2
+    err = capsys.readouterr().err
+    assert len([line for line in err.splitlines() if line.strip()]) == 1
