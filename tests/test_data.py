@@ -298,3 +298,12 @@ def test_subset_smaller_than_a_batch_is_a_data_error(tmp_path):
     data = D.load_cifar10(tmp_path, allow_download=False)
     with pytest.raises(DataError, match="fewer than one batch"):
         D.make_datasets(data, batch_size=256, subset=100)
+
+
+def test_sample_batch_reads_only_test_images(tmp_path):
+    assert D.sample_batch(8) is None  # nothing at hand: no download
+    write_layout(tmp_path, "binary-archive")
+    images, labels, source = D.sample_batch(8, data_dir=tmp_path, seed=3)
+    assert images.shape == (8, 32, 32, 3) and images.dtype == np.float32 and 0 <= images.min() and images.max() <= 1
+    assert labels.shape == (8,) and "binary archive" in source
+    assert D.sample_batch(8, data_dir=tmp_path / "missing") is None

@@ -35,6 +35,7 @@ JOB = "_train_job"  # the session's TrainJob (one at a time)
 RUNS = "_train_runs"  # finished runs (RunRecord), oldest first
 RECORDED = "_train_recorded"  # id() of the job already added to RUNS
 MODEL_BYTES = "_train_model_bytes"  # (id(job), bytes) of the last .keras export
+START_ERROR = "_train_start_error"  # why the last press of Train did not start a job
 RECIPE, BUDGET_KIND, SECONDS, EPOCHS = "train_recipe", "train_budget_kind", "train_seconds", "train_epochs"
 SUBSET, BATCH, FLIP, CROP, DATA_DIR, ADAPT = "train_subset", "train_batch", "train_flip", "train_crop", "train_data_dir", "train_adapt"
 SUBSETS = ("1,000", "2,500", "5,000", "10,000", "25,000", "all")
@@ -121,7 +122,7 @@ def _controls() -> tuple[TrainSettings, str]:
     st.session_state.setdefault(BATCH, RECIPES[st.session_state[RECIPE]].batch_size)
     st.session_state.setdefault(FLIP, RECIPES[st.session_state[RECIPE]].flip)
     st.session_state.setdefault(CROP, bool(RECIPES[st.session_state[RECIPE]].crop))
-    st.session_state.setdefault(DATA_DIR, os.environ.get(ENV_VAR, ""))
+    st.session_state.setdefault(DATA_DIR, "")
     left, middle, right = st.columns([1.2, 1, 1])
     with left:
         recipe = st.radio("Recipe", list(RECIPES), key=RECIPE, horizontal=True, on_change=_on_recipe_change,
@@ -131,26 +132,60 @@ def _controls() -> tuple[TrainSettings, str]:
         kind = st.radio("Budget", ("seconds", "epochs"), key=BUDGET_KIND, horizontal=True,
                         help="A time budget ends on the clock; the learning-rate schedule follows the clock.")
         if kind == "seconds":
-            seconds = st.number_input("Seconds of training", min_value=5, max_value=3600, value=90, step=15, key=SECONDS)
-            epochs = None
+            st.number_input("Seconds of training", min_value=5, max_value=3600, value=90, step=15, key=SECONDS)
         else:
-            epochs = st.number_input("Epochs", min_value=1, max_value=500, value=3, step=1, key=EPOCHS)
-            seconds = None
-        subset = st.select_slider("Training images", SUBSETS, value="all", key=SUBSET,
+            st.number_input("Epochs", min_value=1, max_value=500, value=3, step=1, key=EPOCHS)
+        st.select_slider("Training images", SUBSETS, value="all", key=SUBSET,
                                   help="A class-balanced subset of the 50,000 (10 % of it is held out for validation).")
     with right:
-        batch = st.selectbox("Batch size", BATCH_SIZES, key=BATCH)
-        flip = st.checkbox("Random flips", key=FLIP)
-        crop = st.checkbox("Random 4-pixel shifts", key=CROP)
+        st.selectbox("Batch size", BATCH_SIZES, key=BATCH)
+        st.checkbox("Random flips", key=FLIP)
+        st.checkbox("Random 4-pixel shifts", key=CROP)
         data_dir = st.text_input("CIFAR-10 directory", key=DATA_DIR, placeholder=f"(empty: {ENV_VAR} or the Keras cache)",
                                  help="A folder holding cifar-10-batches-bin/, cifar-10-batches-py/ or the official .tar.gz")
-    settings = TrainSettings(
-        recipe=recipe, epochs=int(epochs) if epochs is not None else None,
-        seconds=float(seconds) if seconds is not None else None,
-        subset=None if subset == "all" else int(subset.replace(",", "")), batch_size=int(batch), flip=bool(flip),
-        crop=4 if crop else 0,
+    return _settings_from_state(), data_dir.strip()
+
+
+def _settings_from_state() -> TrainSettings:
+    """The settings the controls hold (read from the session state, so a button callback sees them too)."""
+    state = st.session_state
+    by_time = state.get(BUDGET_KIND, "seconds") == "seconds"
+    subset = state.get(SUBSET, "all")
+    return TrainSettings(
+        recipe=state.get(RECIPE, "short"),
+        seconds=float(state.get(SECONDS, 90)) if by_time else None,
+        epochs=None if by_time else int(state.get(EPOCHS, 3)),
+        subset=None if subset == "all" else int(str(subset).replace(",", "")),
+        batch_size=int(state.get(BATCH, 256)), flip=bool(state.get(FLIP, True)), crop=4 if state.get(CROP) else 0,
     )
-    return settings, data_dir.strip()
+
+
+def _start(config: ResNetConfig) -> None:
+    """Train button callback: read the data (cached), start the job; errors are kept for the page to show."""
+    st.session_state.pop(START_ERROR, None)
+    try:
+        settings = _settings_from_state()
+        data_dir = str(st.session_state.get(DATA_DIR, "")).strip()
+        data = shared_cifar10(data_dir, os.environ.get(ENV_VAR, ""))
+        job = start_job(_job(), config, data, settings, name=_run_name(config, settings))
+    except DataError as exc:
+        st.session_state[START_ERROR] = f"**CIFAR-10 is not available.** {exc}"
+        return
+    except JobBusy as exc:
+        st.session_state[START_ERROR] = str(exc)
+        return
+    except ConfigError as exc:
+        st.session_state[START_ERROR] = f"**{exc.field}**: {exc.message}" + (f"  \n→ {exc.hint}" if exc.hint else "")
+        return
+    st.session_state[JOB] = job
+    st.session_state.pop(MODEL_BYTES, None)
+
+
+def _stop() -> None:
+    """Stop button callback."""
+    job = _job()
+    if job is not None:
+        job.stop()
 
 
 # ----------------------------------------------------------------------------------------- live panel
@@ -280,23 +315,12 @@ def render_train_tab(config: ResNetConfig, ag: AnnotatedGraph) -> None:
         _record_finished(job)
     active = job is not None and job.active
     b1, b2, _ = st.columns([1, 1, 4])
-    start = b1.button("Train", type="primary", disabled=active, key="train_start", icon=":material/play_arrow:")
-    stop = b2.button("Stop", disabled=not active, key="train_stop", icon=":material/stop:")
-    if stop and job is not None:
-        job.stop()
-    if start:
-        try:
-            data = shared_cifar10(data_dir, os.environ.get(ENV_VAR, ""))
-            job = start_job(job, config, data, settings, name=_run_name(config, settings))
-            st.session_state[JOB] = job
-            st.session_state.pop(MODEL_BYTES, None)
-            active = True
-        except DataError as exc:
-            st.error(f"**CIFAR-10 is not available.** {exc}", icon=":material/folder_off:")
-        except JobBusy as exc:
-            st.warning(str(exc))
-        except ConfigError as exc:
-            st.error(f"**{exc.field}**: {exc.message}" + (f"  \n→ {exc.hint}" if exc.hint else ""))
+    b1.button("Train", type="primary", disabled=active, key="train_start", icon=":material/play_arrow:",
+              on_click=_start, args=(config,))
+    b2.button("Stop", disabled=not active, key="train_stop", icon=":material/stop:", on_click=_stop)
+    problem = st.session_state.pop(START_ERROR, None)
+    if problem:
+        st.error(problem, icon=":material/folder_off:")
     if job is None:
         st.info("Choose a budget and press **Train**. The curves appear after the first batch.",
                 icon=":material/fitness_center:")

@@ -1,0 +1,132 @@
+"""AppTest of the Train and Compare tabs on a small page: train on the fixture, see progress, curves, evaluation; errors as messages."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.conftest import ROOT
+from tests.test_data import write_layout
+
+PAGE = """
+import json, sys
+sys.path.insert(0, {root!r})
+import streamlit as st
+from explorer.annotate import build
+from explorer.config import ResNetConfig
+from explorer.ui.train import render_compare_tab, render_train_tab
+
+config = ResNetConfig.from_dict(json.loads({config!r}))
+render_train_tab(config, build(config))
+st.divider()
+render_compare_tab()
+"""
+TINY = {"depth": 8, "filters": 4}
+
+
+def page(config: dict = TINY) -> AppTest:
+    script = PAGE.format(root=str(ROOT), config=json.dumps(config))
+    return AppTest.from_string(script, default_timeout=120)
+
+
+@pytest.fixture(scope="module")
+def fixture_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cifar-tab")
+    write_layout(root, "python", n_per_class=20)
+    return root
+
+
+@pytest.fixture
+def app(fixture_dir, monkeypatch):
+    monkeypatch.setenv("CIFAR10_DIR", str(fixture_dir))
+    at = page().run()
+    assert not at.exception
+    return at
+
+
+def texts(at: AppTest) -> str:
+    parts = [e.value for e in at.caption] + [e.value for e in at.markdown] + [e.value for e in at.info]
+    parts += [e.value for e in at.error] + [e.value for e in at.warning]
+    return "\n".join(str(p) for p in parts)
+
+
+def set_budget(at: AppTest, *, epochs: int) -> None:
+    at.radio(key="train_budget_kind").set_value("epochs").run()
+    at.number_input(key="train_epochs").set_value(epochs)
+    at.selectbox(key="train_batch").set_value(64)
+    at.run()
+
+
+def job_of(at: AppTest):
+    return at.session_state["_train_job"]
+
+
+def test_train_on_fixture_shows_progress_curves_and_evaluation(app):
+    assert "Data: Python layout" in texts(app) and "(from CIFAR10_DIR)" in texts(app)
+    set_budget(app, epochs=2)
+    app.button(key="train_start").click().run()
+    assert not app.exception
+    job = job_of(app)
+    seen_progress = bool(app.get("progress"))
+    deadline = time.monotonic() + 120
+    while job.active:
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+        app.run()
+        assert not app.exception
+        seen_progress = seen_progress or bool(app.get("progress"))
+    app.run()
+    assert not app.exception
+    assert job.status == "done", job.error
+    assert seen_progress
+    metrics = {m.label: m.value for m in app.metric}
+    assert metrics["Test accuracy"].endswith("%")
+    charts = app.get("plotly_chart")
+    assert len(charts) >= 3  # live curves, confusion matrix, per-class accuracy
+    assert any("confusion matrix" in json.dumps(json.loads(c.proto.spec)) for c in charts)
+    assert app.button(key="train_start").disabled is False
+    # the Compare tab lists the finished run
+    frame = app.dataframe[0].value
+    assert len(frame) == 1 and frame["run"][0].startswith("resnet-8")
+
+
+def test_stop_button_stops_the_run(app):
+    set_budget(app, epochs=400)
+    app.button(key="train_start").click().run()
+    job = job_of(app)
+    assert app.button(key="train_start").disabled is True
+    app.button(key="train_stop").click().run()
+    assert job.join(10) and job.status == "stopped"
+    app.run()
+    assert not app.exception
+    assert "Stopped" in texts(app)
+
+
+def test_missing_data_is_an_error_message_not_a_traceback(tmp_path, monkeypatch):
+    monkeypatch.delenv("CIFAR10_DIR", raising=False)
+    at = page().run()
+    at.text_input(key="train_data_dir").input(str(tmp_path / "nowhere")).run()
+    assert "does not exist" in texts(at)
+    at.button(key="train_start").click().run()
+    assert not at.exception
+    assert "cifar-10-binary.tar.gz" in "\n".join(e.value for e in at.error)
+    assert "_train_job" not in at.session_state
+
+
+def test_imagenet_config_offers_to_adapt(fixture_dir, monkeypatch):
+    monkeypatch.setenv("CIFAR10_DIR", str(fixture_dir))
+    at = page({"depth": 8, "filters": 4, "input_shape": [64, 64, 3], "classes": 100}).run()
+    assert not at.exception
+    assert "CIFAR-10 needs a 32×32×3 input and 10 classes" in texts(at)
+    assert not at.button  # no Train button until adapted
+    at.toggle(key="train_adapt").set_value(True).run()
+    assert at.button(key="train_start")
+
+
+def test_network_with_errors_cannot_be_trained(monkeypatch):
+    at = page({"depth": 8, "filters": 4, "shortcut": "identity"}).run()
+    assert not at.exception
+    assert "cannot be trained" in "\n".join(e.value for e in at.error)
