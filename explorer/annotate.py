@@ -58,7 +58,7 @@ class LayerInfo:
 
     @property
     def non_trainable(self) -> int:
-        """Non-trainable parameters (BatchNormalization moving statistics)."""
+        """Non-trainable parameters (BatchNormalization moving statistics, and all of a frozen layer's)."""
         return self.params - self.trainable
 
 
@@ -175,6 +175,8 @@ class _State:
         handler = getattr(self, f"_{node.op}")
         out: LayerInfo = handler(node, ins)
         out.bytes = math.prod(out.shape) * BYTES_PER_VALUE
+        if node.attrs.get("frozen"):
+            out.trainable = 0
         return out
 
     def _spatial(self, node: Node, src: LayerInfo, kernel: int, stride: int, padding: str, what: str) -> tuple[int, int]:

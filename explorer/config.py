@@ -174,6 +174,8 @@ class ResNetConfig:
             left out, e.g. to show how gradients flow without it).
         zero_init: Zero-init residual: the last BN γ of each block (v1), or the last conv's
             kernel (v2), starts at 0, so every residual block starts as the identity.
+        freeze: Fine-tuning: the stem and the first `freeze` stages are frozen (not trained);
+            0 trains everything, `stages` freezes the whole body (only the head trains).
     """
 
     version: int = 1
@@ -203,6 +205,7 @@ class ResNetConfig:
     bn_epsilon: float = 1e-3
     batch_norm: bool = True
     zero_init: bool = False
+    freeze: int = 0
 
     def __post_init__(self) -> None:
         for name in ("blocks", "widths", "input_shape"):
@@ -229,6 +232,7 @@ class ResNetConfig:
         _int_range("filters", self.filters, 1, MAX_FILTERS)
         _int_range("expansion", self.expansion, 1, 16)
         _int_range("classes", self.classes, 2, MAX_CLASSES)
+        _int_range("freeze", self.freeze, 0, self.stages, " (stages to freeze)")
         _float_range("dropout", self.dropout, 0.0, 1.0, high_open=True)
         _float_range("l2", self.l2, 0.0, 1.0)
         _float_range("bn_epsilon", self.bn_epsilon, 1e-12, 1.0)

@@ -35,6 +35,9 @@ INK = "#333333"
 MAIN_EDGE = "#555555"
 ERROR = "#d62728"
 ERROR_FILL = "#fde0e0"
+FROZEN_FILL = "#dde9f7"
+FROZEN_LINE = "#7a9cc6"
+FROZEN_INK = "#37506e"
 ERROR_INK = "#8b0000"
 IO_FILL = "#dfe6f0"
 STEM_FILL = "#c6d3e6"
@@ -613,6 +616,9 @@ class _Writer:
             attrs.update(fillcolor=fill, fontcolor=font)
         if kind != "layer" or self.graph[item.id].role != "shortcut":
             attrs["group"] = "main"  # dot keeps one group's edges straight: the main path is a spine, skips bend
+        if self._frozen(item):
+            attrs.update(fillcolor=FROZEN_FILL, color=FROZEN_LINE, fontcolor=FROZEN_INK)
+            cls += " frozen"
         if item.on_path:
             attrs.update(color=ERROR, penwidth="2.2")
             cls += " path"
@@ -626,6 +632,11 @@ class _Writer:
             cls += " error"
         attrs["class"] = cls
         return attrs
+
+    def _frozen(self, item: _Item) -> bool:
+        """Every layer the item draws is frozen (fine-tuning): drawn icy, and said so in the legend."""
+        members = [self.graph[m] for m in item.members if m in self.graph]
+        return bool(members) and all(n.attrs.get("frozen") for n in members)
 
     def _edge_attrs(self, edge: _Edge) -> dict[str, str]:
         # Leading no-break spaces keep the text off the line even where the browser's font is wider than dot
@@ -678,6 +689,8 @@ class _Writer:
             if k in shortcut_kinds:
                 pattern = "━━━" if SHORTCUT_STYLE[k]["style"] == "solid" else "╍╍╍"
                 stroke(SHORTCUT_STYLE[k]["color"], pattern, SHORTCUT_NAMES[k])
+        if self.cfg.freeze:
+            swatch(FROZEN_FILL, FROZEN_LINE, f"frozen (stem + stage 1–{self.cfg.freeze}): not trained")
         if self.ag.diagnostics:
             swatch(ERROR_FILL, ERROR, "does not fit (hover for why)")
             stroke(ERROR, "━━━", "path that breaks")

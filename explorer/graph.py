@@ -142,6 +142,8 @@ class _Builder:
             inputs = (inputs,)
         in_block = self.block > 0
         name = node_name(part, stage=self.stage if in_block else None, block=self.block if in_block else None, where=self.where)
+        if self.config.freeze and role != "input" and self.stage <= self.config.freeze and self.where != "head":
+            attrs["frozen"] = True
         self.nodes.append(Node(name, op, inputs, attrs, self.stage, self.block, role))
         return name
 

@@ -164,6 +164,8 @@ def apply_graph(ag: AnnotatedGraph, x: Any, *, prefix: str = "") -> Any:
     with recursion_limit(10_000 + 20 * len(ag.graph)):
         for node in ag.graph.nodes[1:]:
             layer = _layer(node, keras, prefix)
+            if node.attrs.get("frozen"):
+                layer.trainable = False
             args = [tensors[i] for i in node.inputs]
             tensors[node.name] = layer(args if node.op == "add" else args[0])
     return tensors[ag.graph.output.name]

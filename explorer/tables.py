@@ -8,7 +8,7 @@ from explorer.annotate import AnnotatedGraph, fmt_shape
 
 LAYER_COLUMNS = [
     "name", "type", "stage", "block", "role", "output_shape", "params", "trainable_params",
-    "macs", "receptive_field", "jump", "memory_bytes",
+    "macs", "receptive_field", "jump", "memory_bytes", "frozen",
 ]
 
 
@@ -28,6 +28,7 @@ def layer_records(ag: AnnotatedGraph) -> list[dict]:
             "receptive_field": info.rf,
             "jump": info.jump,
             "memory_bytes": info.bytes,
+            "frozen": bool(node.attrs.get("frozen", False)),
         }
         for node, info in ag
     ]

@@ -43,6 +43,7 @@ def generated_configs(count: int, seed: int = 20261127) -> list[ResNetConfig]:
                 conv_bias=rng.choice(["auto", "always", "never"]), explicit_padding=rng.random() < 0.3,
                 initializer=rng.choice(["he_normal", "glorot_uniform"]), l2=rng.choice([0.0, 1e-4]),
                 batch_norm=rng.random() < 0.8, zero_init=rng.random() < 0.2,
+                freeze=rng.choice([0, 0, 0, 1, stages]),
             )
         except ConfigError:
             continue
@@ -63,7 +64,7 @@ def test_generated_parity(index):
 def test_generated_configs_cover_the_options():
     configs = GENERATED
     for field in ("version", "block", "shortcut", "stem", "head", "stages", "explicit_padding", "width_rule",
-                  "batch_norm", "zero_init"):
+                  "batch_norm", "zero_init", "freeze"):
         assert len({getattr(c, field) for c in configs}) > 1, field
     assert {c.shortcut for c in configs} >= {"A", "B", "C", "none"}
 

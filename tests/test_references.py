@@ -8,26 +8,12 @@ import pytest
 from explorer.annotate import build
 from explorer.keras_build import build_model
 from explorer.presets import PRESETS
+from explorer.pretrained import reference_name
 from tests import reference_nets
 from tests.keras_compare import graph_signature, layer_shape, signature
 
 APPS = {"resnet50v2": keras.applications.ResNet50V2, "resnet101v2": keras.applications.ResNet101V2,
         "resnet152v2": keras.applications.ResNet152V2}
-
-
-def keras_apps_name(name: str) -> str | None:
-    """Our node name → keras.applications' layer name (None for its unnamed 1×1 max-pools)."""
-    fixed = {"input": "input_layer", "stem_pad": "conv1_pad", "stem_conv": "conv1_conv", "stem_pool_pad": "pool1_pad",
-             "stem_pool": "pool1_pool", "head_bn": "post_bn", "head_relu": "post_relu", "head_pool": "avg_pool",
-             "predictions": "predictions"}
-    if name in fixed:
-        return fixed[name]
-    stage, block, part = name.split("_", 2)
-    prefix = f"conv{int(stage[5:]) + 1}_block{block[5:]}"
-    parts = {"bn1": "preact_bn", "relu1": "preact_relu", "conv1": "1_conv", "bn2": "1_bn", "relu2": "1_relu",
-             "pad2": "2_pad", "conv2": "2_conv", "bn3": "2_bn", "relu3": "2_relu", "conv3": "3_conv",
-             "add": "out", "shortcut": "0_conv"}
-    return f"{prefix}_{parts[part]}"
 
 
 @pytest.mark.parametrize("name", list(APPS))
@@ -39,7 +25,7 @@ def test_equal_to_keras_applications(name):
     ref_names = {layer.name for layer in ref.layers}
     checked = 0
     for node, info in ag:
-        target = keras_apps_name(node.name)
+        target = reference_name(node.name)
         if node.op == "maxpool" and node.role == "shortcut":
             continue  # unnamed in keras.applications; covered by the signature below
         if node.op == "input":
