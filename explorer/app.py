@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script by `streamlit run explorer/app.py`
@@ -80,14 +82,56 @@ def _notices() -> None:
             st.warning(message, icon=":material/link:" if message.startswith("This link") else ":material/info:")
 
 
-def _train_tab(config: ResNetConfig, ag: AnnotatedGraph) -> None:
+def optional(module: str, name: str) -> Callable | None:
+    """A function from a tab module that may not be installed yet (None when the module does not exist)."""
     try:
-        from explorer.ui.train import render_train_tab
-    except ImportError:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name == module:
+            return None
+        raise
+    return getattr(mod, name, None)
+
+
+def _train_tab(config: ResNetConfig, ag: AnnotatedGraph) -> None:
+    render = optional("explorer.ui.train", "render_train_tab")
+    if render is None:
         st.info("**Training arrives with issue 5.** This tab will train exactly this network on CIFAR-10 for a few "
                 "minutes, with live curves.", icon=":material/fitness_center:")
         return
-    render_train_tab(config, ag)
+    render(config, ag)
+
+
+def _compare_tab() -> None:
+    render = optional("explorer.ui.train", "render_compare_tab")
+    if render is None:
+        st.info("Finished trainings of this session will be compared here.", icon=":material/compare_arrows:")
+        return
+    render()
+
+
+def _lessons_tab(config: ResNetConfig, ag: AnnotatedGraph) -> None:
+    render = optional("explorer.ui.lessons", "render_lessons_tab")
+    if render is None:
+        st.info("Short lessons on why skip connections matter will appear here.", icon=":material/school:")
+        return
+    render(config, ag)
+
+
+def _training_heartbeat() -> None:
+    """Keep a running training alive and show its progress in the sidebar, whatever tab is open.
+
+    Only when the Train tab's module is already loaded: a job can exist only after that tab ran, and the
+    first paint must not pay for importing it.
+    """
+    train = sys.modules.get("explorer.ui.train")
+    if train is None:
+        return
+    if hasattr(train, "keep_alive"):
+        train.keep_alive()
+    if hasattr(train, "render_train_status"):
+        with st.sidebar:
+            train.render_train_status()
 
 
 def main() -> None:
@@ -125,8 +169,10 @@ def main() -> None:
         "Architecture": lambda: architecture.render(config, ag, preset),
         "Layers": lambda: layers.render(config, ag),
         "Debug": lambda: debug.render(config, ag),
-        "Export": lambda: export.render(config, ag, preset),
+        "Lessons": lambda: _lessons_tab(config, ag),
         "Train": lambda: _train_tab(config, ag),
+        "Compare": _compare_tab,
+        "Export": lambda: export.render(config, ag, preset),
     }
     for tab, name in zip(tabs, common.TABS, strict=True):
         if tab.open is False:
@@ -134,6 +180,8 @@ def main() -> None:
         with tab, common.guard(f"{name} tab"):
             draw[name]()
     st.session_state[RUN_MS] = (time.perf_counter() - started) * 1000
+    with common.guard("training status"):
+        _training_heartbeat()
 
 
 main()

@@ -16,7 +16,7 @@ from explorer.presets import PRESETS
 from tests.conftest import ROOT
 
 APP = str(ROOT / "explorer" / "app.py")
-TABS = ("Architecture", "Layers", "Debug", "Export", "Train")
+TABS = ("Architecture", "Layers", "Debug", "Lessons", "Train", "Compare", "Export")
 
 
 def run_app(query: dict | None = None, tab: str | None = None) -> AppTest:
@@ -293,13 +293,15 @@ def test_first_paint_does_not_import_tensorflow():
         from streamlit.testing.v1 import AppTest
         at = AppTest.from_file({APP!r}, default_timeout=60).run()
         assert not at.exception, at.exception
-        for tab in ("Layers", "Debug", "Export"):
+        def heavy():
+            return sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras"))
+        assert not heavy(), ("first paint", heavy()[:5])
+        assert "explorer.ui.train" not in sys.modules  # loaded when its tab opens, not before
+        for tab in {TABS[1:]!r}:  # no tab imports TensorFlow until a button asks for a model
             at.session_state["tab"] = tab
             at.run()
             assert not at.exception, at.exception
-        heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras"))
-        print("HEAVY", heavy[:5])
-        sys.exit(1 if heavy else 0)
+            assert not heavy(), (tab, heavy()[:5])
     """)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]

@@ -24,7 +24,7 @@ NOTICES = "_notices"  # (config json, [warnings]) shown until the config changes
 REJECTED = "_rejected"  # a change that was refused: {"field", "message", "hint", "fixes"}
 TAB = "tab"
 
-TABS = ("Architecture", "Layers", "Debug", "Export", "Train")
+TABS = ("Architecture", "Layers", "Debug", "Lessons", "Train", "Compare", "Export")
 
 
 # ----------------------------------------------------------------------------------------- cached views

@@ -160,7 +160,7 @@ def _diagnostic(ag: AnnotatedGraph, d: Diagnostic, i: int) -> None:
         if d.shapes:
             labels = shape_labels(ag, d)
             sep = "  ≠  " if len(d.shapes) == 2 and ag.graph[d.node].op == "add" else "  →  "
-            st.markdown("##### " + sep.join(f"{label} `{fmt_shape(s)}`" for label, s in zip(labels, d.shapes, strict=True)))
+            st.markdown("##### " + sep.join(f":gray[{label}] {fmt_shape(s)}" for label, s in zip(labels, d.shapes, strict=True)))
         st.markdown(f"**Fix:** {d.hint}.")
         cols = st.columns(max(len(d.fixes), 1) + 1)
         for j, fix in enumerate(d.fixes):

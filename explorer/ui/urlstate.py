@@ -305,15 +305,18 @@ def parse_query(params: Mapping[str, Any]) -> ParsedQuery:
 
 
 def diff_fields(config: ResNetConfig, base: ResNetConfig) -> list[str]:
-    """Fields whose value differs between two configs (depth/blocks compared as the blocks they give)."""
+    """Fields whose value differs between two configs, in field order (depth/blocks compared as the blocks they give)."""
+    depth_changed = config.stage_blocks != base.stage_blocks or (config.blocks is None) != (base.blocks is None)
     out = []
     for f in dataclasses.fields(ResNetConfig):
-        if f.name in ("depth", "blocks"):
-            continue
-        if getattr(config, f.name) != getattr(base, f.name):
+        if f.name == "depth":
+            if depth_changed and config.blocks is None:
+                out.append("depth")
+        elif f.name == "blocks":
+            if depth_changed and config.blocks is not None:
+                out.append("blocks")
+        elif getattr(config, f.name) != getattr(base, f.name):
             out.append(f.name)
-    if config.stage_blocks != base.stage_blocks or (config.blocks is None) != (base.blocks is None):
-        out.insert(2, "blocks" if config.blocks is not None else "depth")
     return out
 
 

@@ -1,0 +1,138 @@
+"""URL state: query parameters ↔ config, snapping or dropping what does not fit, never raising."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from explorer.config import ConfigError, ResNetConfig, valid_depths
+from explorer.presets import DEFAULT_PRESET, PRESETS
+from explorer.ui.urlstate import MAX_APP_DEPTH, diff_fields, merge, parse_query, snap_depth, to_query
+
+
+def test_empty_query_is_the_default_preset():
+    config, preset, warnings = parse_query({})
+    assert (config, preset, warnings) == (PRESETS[DEFAULT_PRESET].config, DEFAULT_PRESET, [])
+
+
+def test_issue_example():
+    config, preset, warnings = parse_query({"preset": "resnet56", "depth": "110", "shortcut": "B"})
+    assert preset == "resnet56" and not warnings
+    assert config == PRESETS["resnet56"].config.replace(depth=110, shortcut="B")
+    assert to_query(config, preset) == {"preset": "resnet56", "depth": "110", "shortcut": "B"}
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_every_preset_round_trips(name):
+    query = to_query(PRESETS[name].config, name)
+    assert query == {"preset": name}
+    assert parse_query(query) == (PRESETS[name].config, name, [])
+
+
+@pytest.mark.parametrize("changes", [
+    {"input_shape": (64, 64, 1)}, {"blocks": (3, 4, 6, 3), "depth": None, "stages": 4}, {"widths": (8, 16, 32)},
+    {"l2": 1e-4, "dropout": 0.25, "bn_epsilon": 1.001e-5}, {"first_preact": False, "batch_norm": False, "zero_init": True},
+    {"version": 2, "block": "bottleneck", "depth": 164}, {"stem": "imagenet", "head": "flatten", "classes": 100},
+])
+def test_changed_fields_round_trip(changes):
+    config = PRESETS["resnet20"].config.replace(**changes)
+    query = to_query(config, "resnet20")
+    assert parse_query(query) == (config, "resnet20", [])
+
+
+def test_query_uses_cli_formats():
+    config = PRESETS["resnet20"].config.replace(blocks=(3, 4, 6, 3), depth=None, stages=4, input_shape=(224, 224, 3))
+    q = to_query(config, "resnet20")
+    assert q["blocks"] == "3,4,6,3" and q["input"] == "224x224x3" and "depth" not in q
+
+
+def test_widths_cleared_against_a_preset_with_widths_is_written_as_none():
+    base = PRESETS["resnet20"].config.replace(widths=(8, 16, 32))
+    assert parse_query({"widths": "none"})[0].widths is None
+    assert to_query(base.replace(widths=None), "resnet20") == {"preset": "resnet20"}
+
+
+def test_aliases_hyphens_and_lists_are_read():
+    config, _, warnings = parse_query({"width-rule": "keras", "input_shape": "16x16", "depth": ["20", "26"]})
+    assert not warnings
+    assert config.width_rule == "keras" and config.input_shape == (16, 16, 3) and config.depth == 26
+
+
+@pytest.mark.parametrize("query, fragment, depth", [
+    ({"preset": "resnet56", "depth": "111"}, "using depth 110", 110),
+    ({"preset": "preact-resnet164", "depth": "100"}, "9n+2", 101),
+    ({"depth": "1"}, "using depth 8", 8),
+    ({"stages": "4"}, "8n+2", 18),
+    ({"depth": "99999"}, "deeper than the app allows", MAX_APP_DEPTH),
+    ({"blocks": "900,900,900"}, "deeper than the app allows", MAX_APP_DEPTH),
+])
+def test_depth_is_snapped_with_a_warning(query, fragment, depth):
+    config, _, warnings = parse_query(query)
+    assert config.resolved_depth == depth
+    assert any(fragment in w for w in warnings), warnings
+
+
+@pytest.mark.parametrize("query, fragment", [
+    ({"preset": "nope"}, "no preset called 'nope'"),
+    ({"depth": "abc"}, "not a whole number"),
+    ({"input": "axb"}, "not HxWxC"),
+    ({"filters": "0"}, "out of range"),
+    ({"version": "3"}, "unknown option"),
+    ({"shortcut": "<b>x</b>"}, "unknown option"),
+    ({"first_preact": "maybe"}, "not true/false"),
+    ({"l2": "inf"}, "not a finite number"),
+    ({"widths": "1,2"}, "does not give one width"),
+    ({"blocks": "3,x"}, "comma-separated"),
+    ({"blocks": "0,1,1"}, "blocks"),
+    ({"colour": "red"}, "unknown parameter 'colour'"),
+    ({"depth": "9" * 500}, "longer than"),
+])
+def test_bad_values_are_dropped_with_a_warning(query, fragment):
+    config, preset, warnings = parse_query(query)
+    assert any(fragment in w for w in warnings), warnings
+    assert isinstance(config, ResNetConfig)
+
+
+def test_page_keys_are_ignored():
+    assert parse_query({"tab": "Debug", "embed": "true"}).warnings == []
+
+
+@given(st.dictionaries(
+    st.sampled_from(["preset", "depth", "blocks", "stages", "block", "version", "shortcut", "input", "widths",
+                     "filters", "dropout", "l2", "head", "stem", "classes", "first_preact", "junk"]),
+    st.one_of(st.text(max_size=12), st.integers(-5, 3000).map(str), st.sampled_from(list(PRESETS) + ["basic", "bottleneck", "B"])),
+    max_size=6,
+))
+@settings(max_examples=300, deadline=None)
+def test_any_query_gives_a_valid_config_and_a_stable_link(query):
+    config, preset, _ = parse_query(query)
+    assert config.resolved_depth <= MAX_APP_DEPTH
+    again = parse_query(to_query(config, preset))
+    assert again == (config, preset, [])
+
+
+def test_merge_strict_raises_and_snapping_explains():
+    base = PRESETS["preact-resnet164"].config
+    with pytest.raises(ConfigError):
+        merge(base, {"depth": 100}, snap=False)
+    config, warnings = merge(base, {"stages": 4})
+    assert config.stages == 4 and config.resolved_depth in valid_depths("bottleneck", 4)
+    assert warnings
+
+
+def test_merge_blocks_set_stages_and_clear_depth():
+    config, warnings = merge(PRESETS["resnet20"].config, {"blocks": [2, 2, 2, 2]})
+    assert config.blocks == (2, 2, 2, 2) and config.stages == 4 and config.depth is None and not warnings
+
+
+def test_snap_depth_prefers_the_nearest_then_the_smaller():
+    assert snap_depth("basic", 3, 23) == 20
+    assert snap_depth("basic", 3, 24) == 26
+    assert snap_depth("bottleneck", 3, 5) == 11
+
+
+def test_diff_fields():
+    base = PRESETS["resnet56"].config
+    assert diff_fields(base, base) == []
+    assert diff_fields(base.replace(depth=110, shortcut="B"), base) == ["depth", "shortcut"]
