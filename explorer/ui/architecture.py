@@ -135,7 +135,8 @@ def _diagram(config: ResNetConfig, ag: AnnotatedGraph) -> None:
         view["level"] = diagram.default_level(ag)
         dot = common.dot_source(key, **view)
     st.session_state["_dot_nodes"] = dot.count("[label=")
-    st.graphviz_chart(dot, width="stretch")
+    with st.container(key=f"diagram_{abs(hash(dot)) % 10**12}"):  # a new element per drawing: no diff with the old SVG
+        st.graphviz_chart(dot, width="stretch")
 
 
 def _reference(config: ResNetConfig, ag: AnnotatedGraph, preset_name: str) -> None:
@@ -151,8 +152,8 @@ def _reference(config: ResNetConfig, ag: AnnotatedGraph, preset_name: str) -> No
             gap = f" ({(ag.total_params - p.reported_params) / p.reported_params:+.1%})"
         err = f"{p.reported_error:g} %" if p.reported_error is not None else "not stated"
         st.markdown(
-            f"**Parameters** · ours **{human(ag.total_params)}**, reference {paper_params}{gap}  \n"
-            f"**Depth** · ours **{ag.depth}**, reference {p.config.resolved_depth}  \n"
+            f"**Parameters** · ours {human(ag.total_params)}, reference {paper_params}{gap}  \n"
+            f"**Depth** · ours {ag.depth}, reference {p.config.resolved_depth}  \n"
             f"**Test error** · reference {err} (train yours in the *Train* tab)"
         )
         if changed:

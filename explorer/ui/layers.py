@@ -18,19 +18,23 @@ NAME = "layers_name"
 COLUMNS = {
     "name": st.column_config.TextColumn("name", width="medium"),
     "type": st.column_config.TextColumn("type"),
-    "stage": st.column_config.NumberColumn("stage", format="%d"),
-    "block": st.column_config.NumberColumn("block", format="%d"),
-    "role": st.column_config.TextColumn("role"),
+    "stage": st.column_config.NumberColumn("stage", format="%d", width="small"),
+    "block": st.column_config.NumberColumn("block", format="%d", width="small"),
+    "role": st.column_config.TextColumn("role", width="small"),
     "output_shape": st.column_config.TextColumn("output H×W×C"),
     "params": st.column_config.NumberColumn("params", format="localized"),
     "trainable_params": st.column_config.NumberColumn("trainable", format="localized"),
     "macs": st.column_config.NumberColumn("MACs", format="localized"),
-    "receptive_field": st.column_config.NumberColumn("receptive field", format="%d px",
+    "receptive_field": st.column_config.NumberColumn("RF", format="%d px",
                                                       help="Input pixels (per side) that can influence one output pixel"),
     "jump": st.column_config.NumberColumn("jump", format="%d", help="Input pixels between neighbouring output pixels"),
     "memory_bytes": st.column_config.NumberColumn("memory (bytes)", format="localized",
                                                   help="float32 output of this layer for one image"),
 }
+
+
+# Shown in this order; `trainable_params` and `jump` stay in the CSV.
+SHOWN = ["name", "type", "stage", "block", "role", "output_shape", "params", "macs", "receptive_field", "memory_bytes"]
 
 
 def stage_label(stage: int, stages: int) -> str:
@@ -78,7 +82,8 @@ def render(config: ResNetConfig, ag: AnnotatedGraph) -> None:
     if broken:
         st.caption("Rows with a problem are marked ⚠ (see the Debug tab).")
         shown = view.assign(name=[f"⚠ {n}" if n in broken else n for n in view["name"]])
-    st.dataframe(shown, hide_index=True, width="stretch", height=min(38 + 35 * len(view), 560), column_config=COLUMNS)
+    st.dataframe(shown, hide_index=True, width="stretch", height=min(38 + 35 * len(view), 560), column_config=COLUMNS,
+                 column_order=SHOWN)
     stem = f"{common.current_preset()}_layers"
     d1, d2, _ = st.columns([1, 1, 2])
     d1.download_button("Download CSV (shown rows)", lambda: view.to_csv(index=False), file_name=f"{stem}_filtered.csv",

@@ -80,6 +80,7 @@ def test_snapped_depth_warns(page, app_url):
 
 
 def test_architecture_screenshot(page, app_url):
+    page.set_viewport_size({"width": 1400, "height": 1050})
     open_app(page, app_url, "?preset=resnet56")
     wait_diagram(page, "ResNet-56 v1")
     no_exception(page)

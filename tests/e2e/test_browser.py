@@ -17,6 +17,7 @@ def test_app_loads_and_shows_totals(page, app_url):
     metrics = page.locator('[data-testid="stMetric"]').all_inner_texts()
     assert any("Depth" in m and "20" in m for m in metrics), metrics
     assert any("271k" in m for m in metrics), metrics
+    page.get_by_role("tab", name="Layers").click()  # the table lives in its own tab (drawn when opened)
     page.wait_for_selector('[data-testid="stDataFrame"]', timeout=30_000)
     assert not page.locator('[data-testid="stException"]').count()
     path = screenshot(page, "app_default")
