@@ -312,3 +312,22 @@ def test_rerun_after_slider_move_is_fast_on_resnet110():
     at.select_slider(key="w_depth").set_value(116).run()
     at.select_slider(key="w_depth").set_value(110).run()  # cached now
     assert at.session_state["_run_ms"] < 1000  # generous: the benchmark prints the real figure
+
+
+def test_sidebar_values_that_do_not_fit_become_a_message():
+    at = run_app()
+    at.text_input(key="w_widths").input("8,16").run()  # two widths for three stages
+    assert not at.exception
+    assert any("widths" in e.value for e in at.sidebar.error)
+    assert any("Not applied" in e.value for e in at.main.error)
+    assert metrics(at)["Depth"] == "20"  # the last network that fitted is still shown
+    at.text_input(key="w_widths").input("16,32,128").run()
+    assert not at.error
+    assert url(at)["widths"] == "16,32,128"
+
+
+def test_show_in_diagram_expands_the_broken_block():
+    at = run_app({"preset": "resnet20", "shortcut": "identity"}, tab="Debug")
+    at.button(key="show_0").click().run()
+    assert at.session_state["tab"] == "Architecture"
+    assert "stage2_block1_conv1" in dot_of(at)  # the block drawn at layer level

@@ -86,7 +86,7 @@ def _controls(ag: AnnotatedGraph, default_level: str) -> dict:
     options = _expand_options(ag)
     if ss.get(EXPAND) not in options:
         ss[EXPAND] = NO_EXPAND
-    c = st.columns([1, 1.25, 1, 1, 1], vertical_alignment="bottom")
+    c = st.columns([1.15, 1.2, 0.95, 1, 1], vertical_alignment="bottom")
     c[0].selectbox("View", [AUTO, "stage", "block", "layer"], key=LEVEL,
                    format_func=lambda v: f"{default_level} (auto)" if v == AUTO else v,
                    help="stage: one box per stage · block: one per residual block · layer: every layer")

@@ -33,8 +33,8 @@ COLUMNS = {
 }
 
 
-# Shown in this order; `trainable_params` and `jump` stay in the CSV.
-SHOWN = ["name", "type", "stage", "block", "role", "output_shape", "params", "macs", "receptive_field", "memory_bytes"]
+# Shown in this order (the block is in the name); `block`, `trainable_params` and `jump` stay in the CSV.
+SHOWN = ["name", "type", "stage", "role", "output_shape", "params", "macs", "receptive_field", "memory_bytes"]
 
 
 def stage_label(stage: int, stages: int) -> str:
