@@ -158,21 +158,19 @@ def main() -> None:
     if result.error is not None:
         common.show_config_error(result.error, title="Not applied —")
     _notices()
-    from explorer.ui import architecture, debug, export, layers
-
     rejected = common.live(common.REJECTED)
     if rejected and st.session_state.get(common.TAB) != "Debug":
         st.error(f"**Not applied — {rejected['field']}**: {rejected['message']}. See the **Debug** tab for fixes.", icon=":material/warning:")
     st.session_state.setdefault(common.TAB, common.TABS[0])
     tabs = st.tabs(list(common.TABS), key=common.TAB, on_change="rerun")
-    draw = {
-        "Architecture": lambda: architecture.render(config, ag, preset),
-        "Layers": lambda: layers.render(config, ag),
-        "Debug": lambda: debug.render(config, ag),
+    draw = {  # each tab's module is imported when the tab is first opened (the Layers tab needs pandas)
+        "Architecture": lambda: importlib.import_module("explorer.ui.architecture").render(config, ag, preset),
+        "Layers": lambda: importlib.import_module("explorer.ui.layers").render(config, ag),
+        "Debug": lambda: importlib.import_module("explorer.ui.debug").render(config, ag),
         "Lessons": lambda: _lessons_tab(config, ag),
         "Train": lambda: _train_tab(config, ag),
         "Compare": _compare_tab,
-        "Export": lambda: export.render(config, ag, preset),
+        "Export": lambda: importlib.import_module("explorer.ui.export").render(config, ag, preset),
     }
     for tab, name in zip(tabs, common.TABS, strict=True):
         if tab.open is False:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from explorer.annotate import AnnotatedGraph, fmt_shape
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
 
 LAYER_COLUMNS = [
     "name", "type", "stage", "block", "role", "output_shape", "params", "trainable_params",
@@ -36,6 +39,8 @@ def layer_records(ag: AnnotatedGraph) -> list[dict]:
 
 def layer_table(ag: AnnotatedGraph) -> pd.DataFrame:
     """The per-layer table: shape as 'H×W×C', params, MACs, receptive field, activation memory."""
+    import pandas as pd  # imported on first use: the app's first paint does not need it
+
     df = pd.DataFrame.from_records(layer_records(ag), columns=LAYER_COLUMNS)
     df["output_shape"] = [fmt_shape(tuple(s)) for s in df["output_shape"]]
     return df
@@ -43,11 +48,15 @@ def layer_table(ag: AnnotatedGraph) -> pd.DataFrame:
 
 def totals_table(ag: AnnotatedGraph) -> pd.DataFrame:
     """Headline totals as a two-column table (quantity, value)."""
+    import pandas as pd  # imported on first use: the app's first paint does not need it
+
     return pd.DataFrame(list(ag.totals().items()), columns=["quantity", "value"])
 
 
 def diagnostics_table(ag: AnnotatedGraph) -> pd.DataFrame:
     """One row per diagnostic: node, severity, message, shapes, hint."""
+    import pandas as pd  # imported on first use: the app's first paint does not need it
+
     rows = [
         {"node": d.node, "severity": d.severity, "message": d.message,
          "shapes": " vs ".join(fmt_shape(s) for s in d.shapes), "hint": d.hint}

@@ -296,6 +296,7 @@ def test_first_paint_does_not_import_tensorflow():
         def heavy():
             return sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras"))
         assert not heavy(), ("first paint", heavy()[:5])
+        assert "pandas" not in sys.modules  # the layer table's pandas waits for the Layers tab too
         assert "explorer.ui.train" not in sys.modules  # loaded when its tab opens, not before
         for tab in {TABS[1:]!r}:  # no tab imports TensorFlow until a button asks for a model
             at.session_state["tab"] = tab

@@ -5,15 +5,16 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import streamlit as st
 
 from explorer.annotate import AnnotatedGraph, build, fmt_shape
 from explorer.config import ConfigError, ResNetConfig
 from explorer.presets import DEFAULT_PRESET, PRESETS
-from explorer.tables import layer_table
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
 
 log = logging.getLogger("explorer.ui")
 
@@ -37,6 +38,8 @@ def annotated(config_json: str) -> AnnotatedGraph:
 @st.cache_data(max_entries=32, show_spinner=False)
 def layer_frame(config_json: str) -> pd.DataFrame:
     """The per-layer table of `explorer.tables`, keyed by the config JSON."""
+    from explorer.tables import layer_table
+
     return layer_table(annotated(config_json))
 
 

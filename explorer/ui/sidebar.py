@@ -245,6 +245,8 @@ def render() -> SidebarResult:
     sb.select_slider(f"Depth · {depth_rule(block, stages)}", options=options, key=KEYS["depth"], disabled=explicit,
                      help="Weighted layers on the main path: stem conv + block convs + the classifier. "
                           "Only depths that fit the rule are offered; set blocks per stage for any other split.")
+    for note in notes:
+        sb.info(note, icon=":material/info:")
     with sb.expander("Blocks per stage" + (" · explicit" if explicit else "")):
         st.checkbox("Set blocks per stage myself", key=EXPLICIT, on_change=_on_explicit,
                     help="e.g. 3, 4, 6, 3 for ResNet-34/50. Overrides the depth slider.")
@@ -270,8 +272,6 @@ def render() -> SidebarResult:
     c3.number_input("Channels", min_value=1, max_value=MAX_CHANNELS, step=1, key=INPUT_KEYS[2])
     sb.number_input("Classes", min_value=2, max_value=MAX_CLASSES, step=1, key=KEYS["classes"])
     _advanced(sb, version=int(ss[KEYS["version"]]))
-    for note in notes:
-        sb.info(note, icon=":material/info:")
     try:
         config = config_from_widgets(base)
         error = None
