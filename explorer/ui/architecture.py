@@ -95,7 +95,7 @@ def _controls(ag: AnnotatedGraph, default_level: str) -> dict:
     c[3].selectbox("Colour by", list(COLOR_LABELS), key=COLOR, format_func=COLOR_LABELS.get,
                    help="Fill boxes by their cost: light = cheap, dark = expensive.")
     with c[4]:
-        st.checkbox("Fold repeats", key=ROLLUP, help="Draw a run of identical blocks as one “× k” box.")
+        st.checkbox("Fold ×k", key=ROLLUP, help="Fold a run of identical blocks into one “× k” box.")
         st.checkbox("Show params", key=PARAMS)
     return current_view(ag, default_level)
 
