@@ -332,3 +332,20 @@ def test_show_in_diagram_expands_the_broken_block():
     at.button(key="show_0").click().run()
     assert at.session_state["tab"] == "Architecture"
     assert "stage2_block1_conv1" in dot_of(at)  # the block drawn at layer level
+
+
+def test_import_config_through_the_uploader():
+    at = run_app(tab="Export")
+    cfg = PRESETS["resnet56"].config.replace(shortcut="B", depth=110)
+    at.file_uploader(key="import_file").set_value(("mine.json", cfg.to_json().encode(), "application/json")).run()
+    assert not at.exception
+    assert any("Loaded **mine.json**" in s.value for s in at.success)
+    assert url(at) == {"preset": "resnet110", "shortcut": "B", "tab": "Export"}  # the closest preset: shortest link
+    open_tab(at, "Architecture")
+    assert metrics(at)["Depth"] == "110"
+
+    at = run_app(tab="Export")
+    at.file_uploader(key="import_file").set_value(("bad.json", b'{"depth": 21}', "application/json")).run()
+    assert not at.exception
+    assert any("21" in e.value and "6n+2" in e.value for e in at.error)
+    assert url(at) == {"preset": "resnet20", "tab": "Export"}

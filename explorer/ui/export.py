@@ -13,7 +13,7 @@ from explorer.config import ConfigError, ResNetConfig
 from explorer.presets import PRESETS
 from explorer.tables import human_bytes
 from explorer.ui import common
-from explorer.ui.urlstate import MAX_APP_DEPTH
+from explorer.ui.urlstate import MAX_APP_DEPTH, diff_fields
 
 MAX_IMPORT_BYTES = 64 * 1024
 """A config file is a few hundred bytes; anything above this is refused unread."""
@@ -154,6 +154,14 @@ def import_config(data: bytes, name: str = "config.json") -> tuple[ResNetConfig,
     return config, match
 
 
+def closest_preset(config: ResNetConfig, current: str) -> str:
+    """The preset that differs from `config` in the fewest fields (the current one on a tie): the shortest link."""
+    def distance(name: str) -> tuple[int, int]:
+        return len(diff_fields(config, PRESETS[name].config)), 0 if name == current else 1
+
+    return min(PRESETS, key=distance)
+
+
 def _on_import() -> None:
     from explorer.ui.sidebar import load_widgets
 
@@ -166,9 +174,10 @@ def _on_import() -> None:
     except ConfigError as exc:
         ss[IMPORT_RESULT] = ("error", f"**{exc.field}**: {exc.message}  \n→ {exc.hint}")
         return
-    load_widgets(config, preset=match)
+    base = match or closest_preset(config, common.current_preset())
+    load_widgets(config, preset=base)
     ss.pop(common.REJECTED, None)
-    where = f"(it is the preset {match})" if match else f"(shown as changes to {common.current_preset()})"
+    where = f"(it is the preset {match})" if match else f"(shown as changes to the closest preset, {base})"
     ss[IMPORT_RESULT] = ("ok", f"Loaded **{upload.name}** {where}.")
 
 
