@@ -51,8 +51,8 @@ def boot_from_url() -> None:
     tab = str(params.get(common.TAB, ""))
     if tab in common.TABS:
         ss[common.TAB] = tab
-    elif tab:
-        warnings.append(f"there is no tab called {tab[:30]!r}")
+    elif tab:  # echoed only when it cannot carry Markdown (the warning is rendered as Markdown)
+        warnings.append(f"there is no tab called {tab!r}" if tab.isalpha() and len(tab) <= 20 else "the link names no tab of this page")
     if warnings:
         common.notify(config, ["This link had settings that did not fit — " + w for w in warnings])
 

@@ -79,9 +79,11 @@ def test_depth_is_snapped_with_a_warning(query, fragment, depth):
     ({"input": "axb"}, "not HxWxC"),
     ({"filters": "0"}, "out of range"),
     ({"version": "3"}, "unknown option"),
-    ({"shortcut": "<b>x</b>"}, "unknown option"),
+    ({"shortcut": "<b>x</b>"}, "characters that no shortcut uses"),
+    ({"shortcut": "www"}, "unknown option 'www'"),
     ({"first_preact": "maybe"}, "not true/false"),
-    ({"l2": "inf"}, "not a finite number"),
+    ({"l2": "inf"}, "characters that no l2 uses"),
+    ({"l2": "1e999"}, "not a finite number"),
     ({"widths": "1,2"}, "does not give one width"),
     ({"blocks": "3,x"}, "comma-separated"),
     ({"blocks": "0,1,1"}, "blocks"),
@@ -92,6 +94,20 @@ def test_bad_values_are_dropped_with_a_warning(query, fragment):
     config, preset, warnings = parse_query(query)
     assert any(fragment in w for w in warnings), warnings
     assert isinstance(config, ResNetConfig)
+
+
+@pytest.mark.parametrize("query", [
+    {"shortcut": "[win](https://evil.example)"}, {"preset": "![x](https://evil.example/a.png)"},
+    {"[a](https://evil.example)": "1"}, {"head": "www.evil.example"}, {"l2": "www.evil.example"},
+    {"stem": "`code` **bold** :red[x]"},
+])
+def test_warnings_never_echo_markdown_or_links(query):
+    """Warnings are shown as Markdown: a crafted link must not be able to put a link, image or markup on the page."""
+    _, _, warnings = parse_query(query)
+    assert warnings
+    for w in warnings:
+        assert not any(c in w for c in "[]()`*/<>!"), w
+        assert "www." not in w, w
 
 
 def test_page_keys_are_ignored():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
@@ -30,6 +31,12 @@ URL_NAMES = {"input_shape": "input"}
 
 UI_KEYS = frozenset({"tab", "embed", "embed_options"})
 """Query parameters that belong to the page, not the network; parse_query ignores them."""
+
+# What a value may contain before it is parsed (and echoed in a warning, which the page renders as
+# Markdown): no brackets, colons, slashes or quotes, so a crafted link cannot smuggle in a link or an image.
+_SAFE_KEY = re.compile(r"[A-Za-z0-9_\-]{1,40}")
+_SAFE_TEXT = re.compile(r"[A-Za-z0-9 ,x×_+\-]*")
+_SAFE_NUMBER = re.compile(r"[0-9.eE+\- ]*")
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -273,20 +280,28 @@ def parse_query(params: Mapping[str, Any]) -> ParsedQuery:
         name = raw.pop("preset").strip()
         if name in PRESETS:
             preset_name = name
+        elif _SAFE_TEXT.fullmatch(name) and len(name) <= 40:
+            warnings.append(f"there is no preset called {name!r}; starting from {DEFAULT_PRESET}")
         else:
-            shown = name[:40] + ("…" if len(name) > 40 else "")
-            warnings.append(f"there is no preset called {shown!r}; starting from {DEFAULT_PRESET}")
+            warnings.append(f"the link's preset is not a preset name; starting from {DEFAULT_PRESET}")
     base = PRESETS[preset_name].config
     changes: dict[str, Any] = {}
     for key, text in raw.items():
         if key.lower() in UI_KEYS:
             continue
+        if not _SAFE_KEY.fullmatch(key):
+            warnings.append("ignored a parameter whose name no setting has")
+            continue
         field = _field_for(key)
         if field is None:
-            warnings.append(f"ignored unknown parameter {key[:40]!r}")
+            warnings.append(f"ignored unknown parameter {key!r}")
             continue
         if len(text) > MAX_PARAM_CHARS:
             warnings.append(f"{url_name(field)} ignored: the value is longer than {MAX_PARAM_CHARS} characters")
+            continue
+        numeric = isinstance(getattr(ResNetConfig(), field), float)
+        if not (_SAFE_NUMBER if numeric else _SAFE_TEXT).fullmatch(text):
+            warnings.append(f"{url_name(field)} ignored: the value has characters that no {url_name(field)} uses")
             continue
         try:
             changes[field] = parse_value(field, text, base)
