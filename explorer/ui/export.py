@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import tempfile
+import time
+import uuid
 from pathlib import Path
 
 import streamlit as st
@@ -56,19 +59,26 @@ def build_keras_file(config: ResNetConfig, ag: AnnotatedGraph, folder: Path) -> 
     from explorer.keras_build import build_model, recursion_limit
 
     model = build_model(ag, name="resnet")
-    path = folder / f"resnet-{abs(hash(config.to_json())) % 10**8:08d}.keras"
+    path = folder / f"resnet-{uuid.uuid4().hex}.keras"
     with recursion_limit(10_000 + 20 * len(ag.graph)):
         model.save(path)
     return path
 
 
+KEEP_SECONDS = 3600
+"""Built .keras files older than this are deleted at the next build (sessions end without telling the server)."""
+
+
 def _tmp_dir() -> Path:
-    ss = st.session_state
-    folder = ss.get("_tmpdir")
-    if not folder or not Path(folder).is_dir():
-        folder = tempfile.mkdtemp(prefix="resnet-explorer-")
-        ss["_tmpdir"] = folder
-    return Path(folder)
+    """The folder for built .keras files, pruned of files older than KEEP_SECONDS."""
+    folder = Path(tempfile.gettempdir()) / "resnet-explorer-keras"
+    folder.mkdir(exist_ok=True)
+    now = time.time()
+    for old in folder.glob("*.keras"):
+        with contextlib.suppress(OSError):
+            if now - old.stat().st_mtime > KEEP_SECONDS:
+                old.unlink()
+    return folder
 
 
 def _keras_file(config: ResNetConfig, ag: AnnotatedGraph, stem: str) -> None:
