@@ -108,7 +108,7 @@ def _wait_title(page, text: str, timeout: float = 120_000) -> None:
     )
 
 
-def bench_browser() -> None:
+def bench_browser(moves: int = 5) -> None:
     """Cold start (server start → first diagram drawn) and slider change → diagram redrawn, in Chromium."""
     if not Path(CHROMIUM).exists():
         print(f"\n(no Chromium at {CHROMIUM}: browser benchmark skipped)")
@@ -134,7 +134,7 @@ def bench_browser() -> None:
                 except OSError:
                     time.sleep(0.1)
             ready = time.perf_counter() - started
-            print("| preset | first diagram drawn | slider → diagram redrawn | nodes |")
+            print(f"| preset | first diagram drawn | slider → diagram redrawn (median of {moves}) | nodes |")
             print("|---|---|---|---|")
             for i, name in enumerate(PRESET_NAMES):
                 cfg = PRESETS[name].config
@@ -143,11 +143,16 @@ def bench_browser() -> None:
                 _wait_title(page, f"ResNet-{cfg.resolved_depth} v{cfg.version}")
                 first = time.perf_counter() - (started if i == 0 else t0)
                 slider = page.locator('[data-testid="stSidebar"] [data-testid="stSlider"] input[type="range"]').first
-                slider.focus()
-                t1 = time.perf_counter()
-                page.keyboard.press("ArrowRight")
-                _wait_title(page, f"ResNet-{next_depth(name)} v{cfg.version}")
-                redraw = time.perf_counter() - t1
+                redraws = []
+                for k in range(moves):  # alternate between the preset's depth and the next valid one
+                    forward = k % 2 == 0
+                    slider.focus()
+                    t1 = time.perf_counter()
+                    page.keyboard.press("ArrowRight" if forward else "ArrowLeft")
+                    _wait_title(page, f"ResNet-{next_depth(name) if forward else cfg.resolved_depth} v{cfg.version}")
+                    redraws.append(time.perf_counter() - t1)
+                    time.sleep(0.3)
+                redraw = statistics.median(redraws)
                 nodes = page.locator('[data-testid="stGraphVizChart"] svg g.node').count()
                 what = f"cold: server start → drawn; server ready at {ready:.2f} s" if i == 0 else "page load → drawn"
                 print(f"| {name} | {first:.2f} s ({what}) | {redraw:.2f} s | {nodes} |")
