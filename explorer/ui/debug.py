@@ -60,7 +60,7 @@ BREAK_EXAMPLES = (
         "keras-resnet20v1", {"input_shape": (16, 16, 3)},
     ),
     BreakExample(
-        "shrink", "Zero-padding cannot remove channels",
+        "shrink", "Zero-padding cannot shrink",
         "Widths 64 → 32 → 16 with option-A shortcuts: zero-padding can add channels to the shortcut, never take "
         "them away.",
         "resnet20", {"widths": (64, 32, 16)},
@@ -134,10 +134,11 @@ def _show_in_diagram(node: str) -> None:
 
 
 # ----------------------------------------------------------------------------------------- drawing
-def _rejected() -> None:
+def _rejected() -> bool:
+    """Show a refused change with its fix buttons; True when there is one."""
     rec = common.live(common.REJECTED)
     if not rec:
-        return
+        return False
     with st.container(border=True):
         st.markdown(":red-badge[REFUSED] **This change could not be applied**")
         st.markdown(f"**{rec['field']}**: {rec['message']}.")
@@ -149,6 +150,7 @@ def _rejected() -> None:
                 cols[j].button(f"Use {common.fix_label(fix)}", key=f"refused_fix_{j}", on_click=apply_fix, args=(fix,),
                                type="primary" if j == 0 else "secondary", width="stretch")
         st.caption("The diagram still shows the last network that fitted.")
+    return True
 
 
 def _diagnostic(ag: AnnotatedGraph, d: Diagnostic, i: int) -> None:
@@ -171,14 +173,15 @@ def _diagnostic(ag: AnnotatedGraph, d: Diagnostic, i: int) -> None:
 
 def render(config: ResNetConfig, ag: AnnotatedGraph) -> None:
     """Draw the Debug tab."""
-    _rejected()
-    if ag.ok:
+    refused = _rejected()
+    if ag.ok and not refused:
         st.success("**Every shape fits.** Each add gets two equal shapes and every map keeps at least one pixel. "
                    "Try a *break it* example below to see what a mismatch looks like.", icon=":material/check_circle:")
-    else:
+    elif not ag.ok:
         errors = len(ag.errors)
         warnings = len(ag.diagnostics) - errors
-        st.markdown(f"#### {errors} error{'s' if errors != 1 else ''}" + (f", {warnings} warning{'s' if warnings != 1 else ''}" if warnings else ""))
+        parts = [f"{n} {word}{'s' if n != 1 else ''}" for n, word in ((errors, "error"), (warnings, "warning")) if n]
+        st.markdown(f"#### {', '.join(parts)}")
         st.caption("Errors stop Keras from building the model; warnings build but make little sense.")
         for i, d in enumerate(ag.diagnostics):
             _diagnostic(ag, d, i)
