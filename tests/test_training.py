@@ -253,3 +253,20 @@ def test_cli_train_bad_input_exit_2(fixture_dir, capsys):
         main(["train", "--depth", "8", "--data-dir", str(fixture_dir), "--epochs", "1", "--seconds", "5"])
     _, err = capsys.readouterr()
     assert stopped.value.code == 2 and "not allowed with" in err
+
+
+def test_recalibrate_batchnorm_sets_exact_statistics():
+    import keras
+    import tensorflow as tf
+
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.BatchNormalization(name="bn")(inputs))
+    x = np.random.default_rng(0).normal(3.0, 2.0, size=(40, 4)).astype(np.float32)
+    ds = tf.data.Dataset.from_tensor_slices((x, x)).batch(10)
+    assert T.recalibrate_batchnorm(model, ds, batches=4) == 4
+    bn = model.get_layer("bn")
+    assert np.allclose(bn.moving_mean.numpy(), x.mean(axis=0), atol=1e-5)  # the average of the four batch means
+    assert bn.momentum == 0.99  # restored
+    with T.bn_momentum(model, 0.9):
+        assert bn.momentum == 0.9
+    assert bn.momentum == 0.99
