@@ -17,7 +17,7 @@ import streamlit as st
 from explorer.annotate import AnnotatedGraph, fmt_shape
 from explorer.config import ConfigError, ResNetConfig
 from explorer.presets import PRESETS
-from explorer.ui import common, sidebar
+from explorer.ui import classroom, common, sidebar
 from explorer.ui.urlstate import diff_fields, parse_query, to_query
 
 log = logging.getLogger("explorer.app")
@@ -47,6 +47,10 @@ def boot_from_url() -> None:
     except Exception:  # noqa: BLE001 - a broken URL must never stop the page
         params = {}
     config, preset, warnings = parse_query(params)
+    mode, mode_warnings = classroom.parse(params)
+    ss[classroom.KEY] = mode
+    ss[classroom.PRESENT] = mode.present
+    warnings += mode_warnings
     sidebar.load_widgets(config, preset=preset)
     tab = str(params.get(common.TAB, ""))
     if tab in common.TABS:
@@ -63,6 +67,7 @@ def sync_url(config: ResNetConfig, preset: str) -> None:
     tab = st.session_state.get(common.TAB, common.TABS[0])
     if tab in common.TABS and tab != common.TABS[0]:
         query[common.TAB] = tab
+    query.update(classroom.current(st.session_state).to_params())
     if st.query_params.to_dict() != query:
         st.query_params.from_dict(query)
 
@@ -140,6 +145,8 @@ def main() -> None:
     st.markdown(CSS, unsafe_allow_html=True)
     started = time.perf_counter()
     boot_from_url()
+    if classroom.current(st.session_state).present:
+        st.markdown(classroom.PRESENT_CSS, unsafe_allow_html=True)
     try:
         result = sidebar.render()
     except Exception as exc:  # noqa: BLE001 - the page must never show a traceback

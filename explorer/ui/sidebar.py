@@ -31,7 +31,7 @@ from explorer.config import (
     valid_depths,
 )
 from explorer.presets import PRESETS
-from explorer.ui import common
+from explorer.ui import classroom, common
 from explorer.ui.urlstate import MAX_APP_DEPTH, diff_fields, snap_depth
 
 SLIDER_DEPTH_LIMIT = 1202
@@ -209,22 +209,28 @@ def render() -> SidebarResult:
     sb = st.sidebar
     sb.markdown("## :material/hub: ResNet Explorer")
     ss.setdefault(common.PRESET, common.current_preset())
+    mode = classroom.current(ss)
     sb.selectbox("Preset", list(PRESETS), key=common.PRESET, format_func=_preset_label, on_change=_on_preset,
+                 disabled=mode.locked,
                  help="A published network, reproduced exactly. Changing it resets every setting below.")
     preset = common.current_preset()
     sb.caption(_reference_caption(preset))
 
     notes: list[str] = []
     sb.markdown("#### Network")
-    sb.radio("Version", [1, 2], key=KEYS["version"], horizontal=True, format_func=VERSION_LABELS.get,
+    if mode.shows("version"):
+        sb.radio("Version", [1, 2], key=KEYS["version"], horizontal=True, format_func=VERSION_LABELS.get,
              help="v1 (He et al. 2015): conv → BN → ReLU, ReLU after the add. "
                   "v2 (He et al. 2016): BN → ReLU → conv, nothing after the add.")
-    sb.radio("Block", list(BLOCKS), key=KEYS["block"], horizontal=True,
+    if mode.shows("block"):
+        sb.radio("Block", list(BLOCKS), key=KEYS["block"], horizontal=True,
              help="basic: two 3×3 convs. bottleneck: 1×1 (reduce) → 3×3 → 1×1 (expand ×4).")
-    c1, c2 = sb.columns(2)
-    c1.number_input("Stages", min_value=1, max_value=MAX_STAGES, step=1, key=KEYS["stages"],
+    c1, c2 = sb.columns(2) if mode.shows("stages") or mode.shows("filters") else (None, None)
+    if mode.shows("stages"):
+        c1.number_input("Stages", min_value=1, max_value=MAX_STAGES, step=1, key=KEYS["stages"],
                     help="Each stage after the first halves height and width and doubles the width.")
-    c2.number_input("Base filters", min_value=1, max_value=MAX_FILTERS, step=8, key=KEYS["filters"],
+    if mode.shows("filters"):
+        c2.number_input("Base filters", min_value=1, max_value=MAX_FILTERS, step=8, key=KEYS["filters"],
                     help="Width of the stem and of the first stage.")
     block, stages = ss[KEYS["block"]], int(ss[KEYS["stages"]])
     explicit = bool(ss.get(EXPLICIT))
@@ -242,36 +248,52 @@ def render() -> SidebarResult:
         notes.append(f"Depth {depth_now} does not fit the {depth_rule(block, stages)} rule of {block} blocks in "
                      f"{stages} stages: moved to {snapped}.")
         ss[KEYS["depth"]] = snapped
-    sb.select_slider(f"Depth · {depth_rule(block, stages)}", options=options, key=KEYS["depth"], disabled=explicit,
+    if mode.shows("depth"):
+        sb.select_slider(f"Depth · {depth_rule(block, stages)}", options=options, key=KEYS["depth"], disabled=explicit,
                      help="Weighted layers on the main path: stem conv + block convs + the classifier. "
                           "Only depths that fit the rule are offered; set blocks per stage for any other split.")
     for note in notes:
         sb.info(note, icon=":material/info:")
-    with sb.expander("Blocks per stage" + (" · explicit" if explicit else "")):
-        st.checkbox("Set blocks per stage myself", key=EXPLICIT, on_change=_on_explicit,
-                    help="e.g. 3, 4, 6, 3 for ResNet-34/50. Overrides the depth slider.")
-        if not explicit:
-            for i, n in enumerate(_blocks_for(block, stages, ss[KEYS["depth"]])):
-                ss[block_key(i)] = n
-        cols = st.columns(min(stages, 3))
+    if not explicit:
+        for i, n in enumerate(_blocks_for(block, stages, ss[KEYS["depth"]])):
+            ss[block_key(i)] = n
+    if mode.shows("blocks"):
+        with sb.expander("Blocks per stage" + (" · explicit" if explicit else "")):
+            st.checkbox("Set blocks per stage myself", key=EXPLICIT, on_change=_on_explicit,
+                        help="e.g. 3, 4, 6, 3 for ResNet-34/50. Overrides the depth slider.")
+            cols = st.columns(min(stages, 3))
+            for i in range(stages):
+                ss.setdefault(block_key(i), 1)
+                cols[i % len(cols)].number_input(f"Stage {i + 1}", min_value=1, max_value=MAX_BLOCKS_INPUT, step=1,
+                                                 key=block_key(i), disabled=not explicit)
+    else:  # hidden by a classroom link: keep the values as plain session state
         for i in range(stages):
-            ss.setdefault(block_key(i), 1)
-            cols[i % len(cols)].number_input(f"Stage {i + 1}", min_value=1, max_value=MAX_BLOCKS_INPUT, step=1,
-                                             key=block_key(i), disabled=not explicit)
-    sb.radio("Shortcut", list(SHORTCUTS), key=KEYS["shortcut"], format_func=SHORTCUT_LABELS.get,
+            ss[block_key(i)] = int(ss.get(block_key(i), 1))
+    if mode.shows("shortcut"):
+        sb.radio("Shortcut", list(SHORTCUTS), key=KEYS["shortcut"], format_func=SHORTCUT_LABELS.get,
              captions=[SHORTCUT_HELP[s] for s in SHORTCUTS],
              help="How a block's input reaches its add when the main path changes the shape.")
-    sb.selectbox("Stem", list(STEMS), key=KEYS["stem"], format_func=STEM_LABELS.get,
+    if mode.shows("stem"):
+        sb.selectbox("Stem", list(STEMS), key=KEYS["stem"], format_func=STEM_LABELS.get,
                  help="The layers before the first stage.")
-    sb.selectbox("Head", list(HEADS), key=KEYS["head"], format_func=HEAD_LABELS.get,
+    if mode.shows("head"):
+        sb.selectbox("Head", list(HEADS), key=KEYS["head"], format_func=HEAD_LABELS.get,
                  help="The layers after the last stage, ending in the softmax classifier.")
-    sb.markdown("#### Data")
-    c1, c2, c3 = sb.columns(3)
-    c1.number_input("Height", min_value=1, max_value=MAX_INPUT_SIDE, step=1, key=INPUT_KEYS[0])
-    c2.number_input("Width", min_value=1, max_value=MAX_INPUT_SIDE, step=1, key=INPUT_KEYS[1])
-    c3.number_input("Channels", min_value=1, max_value=MAX_CHANNELS, step=1, key=INPUT_KEYS[2])
-    sb.number_input("Classes", min_value=2, max_value=MAX_CLASSES, step=1, key=KEYS["classes"])
-    _advanced(sb, version=int(ss[KEYS["version"]]))
+    if mode.shows("data"):
+        sb.markdown("#### Data")
+        c1, c2, c3 = sb.columns(3)
+        c1.number_input("Height", min_value=1, max_value=MAX_INPUT_SIDE, step=1, key=INPUT_KEYS[0])
+        c2.number_input("Width", min_value=1, max_value=MAX_INPUT_SIDE, step=1, key=INPUT_KEYS[1])
+        c3.number_input("Channels", min_value=1, max_value=MAX_CHANNELS, step=1, key=INPUT_KEYS[2])
+        sb.number_input("Classes", min_value=2, max_value=MAX_CLASSES, step=1, key=KEYS["classes"])
+    if mode.shows("advanced"):
+        _advanced(sb, version=int(ss[KEYS["version"]]))
+    if mode.active:
+        sb.caption(":material/school: Classroom link: the teacher fixed "
+                   + ("the preset" if mode.locked else "")
+                   + (" and " if mode.locked and mode.hidden else "")
+                   + (f"{len(mode.hidden)} setting(s)" if mode.hidden else "") + ".")
+    sb.toggle("Presentation mode", key=classroom.PRESENT, help="Larger type for a projector (also `?present=1`).")
     try:
         config = config_from_widgets(base)
         error = None

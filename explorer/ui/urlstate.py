@@ -29,7 +29,7 @@ MAX_PARAM_CHARS = 200
 URL_NAMES = {"input_shape": "input"}
 """Query names that differ from the config field name (the CLI's `--input`)."""
 
-UI_KEYS = frozenset({"tab", "embed", "embed_options"})
+UI_KEYS = frozenset({"tab", "embed", "embed_options", "hide", "lock", "present"})
 """Query parameters that belong to the page, not the network; parse_query ignores them."""
 
 # What a value may contain before it is parsed (and echoed in a warning, which the page renders as

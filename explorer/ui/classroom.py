@@ -1,0 +1,85 @@
+"""Classroom mode: URL flags that hide sidebar controls and lock the preset, and a presentation mode with larger type."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+KEY = "_classroom"
+PRESENT = "w_present"  # the sidebar's presentation toggle
+PARAMS = ("hide", "lock", "present")
+CONTROLS = ("version", "block", "stages", "filters", "depth", "blocks", "shortcut", "stem", "head", "data", "advanced")
+"""Sidebar controls a link can hide (`hide=shortcut,depth` or `hide=all`)."""
+
+_TRUE = {"1", "true", "yes", "on"}
+
+PRESENT_CSS = """
+<style>
+html { font-size: 21px; }
+[data-testid="stMetricValue"] { font-size: 1.7rem !important; }
+.block-container { max-width: 100%; padding-left: 2rem; padding-right: 2rem; }
+</style>
+"""
+
+
+@dataclass(frozen=True)
+class Classroom:
+    """What a teacher's link fixes for the class.
+
+    Attributes:
+        hidden: Sidebar controls not shown (their values come from the link).
+        locked: The preset cannot be changed.
+        present: Presentation mode: larger type for a projector.
+    """
+
+    hidden: frozenset[str] = field(default_factory=frozenset)
+    locked: bool = False
+    present: bool = False
+
+    def shows(self, control: str) -> bool:
+        """Whether the sidebar draws this control."""
+        return control not in self.hidden
+
+    @property
+    def active(self) -> bool:
+        """Whether the link set anything the student cannot change."""
+        return bool(self.hidden) or self.locked
+
+    def to_params(self) -> dict[str, str]:
+        """The query parameters that reproduce this mode (empty when it is the default)."""
+        out: dict[str, str] = {}
+        if self.hidden:
+            out["hide"] = "all" if set(self.hidden) == set(CONTROLS) else ",".join(c for c in CONTROLS if c in self.hidden)
+        if self.locked:
+            out["lock"] = "1"
+        if self.present:
+            out["present"] = "1"
+        return out
+
+
+def parse(params: Mapping[str, Any]) -> tuple[Classroom, list[str]]:
+    """Read `hide`, `lock` and `present` from query parameters; unknown control names are dropped with a warning."""
+    warnings: list[str] = []
+    hidden: set[str] = set()
+    raw = str(params.get("hide", "")).strip()
+    if raw:
+        for name in (part.strip().lower() for part in raw.split(",") if part.strip()):
+            if name == "all":
+                hidden.update(CONTROLS)
+            elif name in CONTROLS:
+                hidden.add(name)
+            else:
+                warnings.append("hide: ignored a control this page does not have"
+                                if not name.isalpha() or len(name) > 20 else f"hide: there is no control called {name!r}")
+    locked = str(params.get("lock", "")).strip().lower() in _TRUE
+    present = str(params.get("present", "")).strip().lower() in _TRUE
+    return Classroom(frozenset(hidden), locked, present), warnings
+
+
+def current(session_state: Mapping[str, Any]) -> Classroom:
+    """The session's classroom mode, with the presentation toggle applied."""
+    mode = session_state.get(KEY) or Classroom()
+    if PRESENT in session_state and bool(session_state[PRESENT]) != mode.present:
+        mode = Classroom(mode.hidden, mode.locked, bool(session_state[PRESENT]))
+    return mode
