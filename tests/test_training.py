@@ -62,7 +62,7 @@ def test_one_epoch_fills_history_and_evaluates(data):
     assert epoch["complete"] and epoch["val_accuracy"] is not None and epoch["loss"] is not None
     ev = snap.evaluation
     assert ev.test_images == 200 and ev.confusion.sum() == 200 and len(ev.per_class_accuracy) == 10
-    assert ev.tta  # the short recipe averages with mirror images
+    assert not ev.tta  # flip TTA is an option (--tta), off by default
     result = job.result()
     json.dumps(result)  # the CLI's --json object
     assert result["epochs_completed"] == 1 and result["test_images"] == 200
@@ -169,7 +169,7 @@ def test_schedules():
 
 def test_settings_resolve_and_validate():
     s = T.TrainSettings().resolved()
-    assert s.seconds == T.RECIPES["short"].seconds and s.epochs is None and s.batch_size == 256
+    assert s.seconds == T.RECIPES["short"].seconds and s.epochs is None and s.batch_size == 128
     p = T.TrainSettings(recipe="paper").resolved()
     assert p.epochs == 182 and p.crop == 4 and p.batch_size == 128
     assert T.TrainSettings(epochs=3).budget_text() == "3 epochs"
