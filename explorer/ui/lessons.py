@@ -23,13 +23,15 @@ RESULTS = "_gradflow_results"
 def render_lessons_tab(config: ResNetConfig, ag: AnnotatedGraph) -> None:
     """Draw the three lessons for the configured network."""
     st.markdown("Three short lessons on **why skip connections matter**, measured on the network you configured.")
-    flow, field, block = st.tabs(["Gradient flow", "Receptive field", "Block anatomy"])
+    flow, field, block, degradation = st.tabs(["Gradient flow", "Receptive field", "Block anatomy", "Degradation"])
     with flow:
         _gradient_flow(config, ag)
     with field:
         _receptive_field(ag)
     with block:
         _anatomy(config)
+    with degradation:
+        _degradation()
 
 
 def _gradient_flow(config: ResNetConfig, ag: AnnotatedGraph) -> None:
@@ -73,7 +75,7 @@ def _gradient_flow(config: ResNetConfig, ag: AnnotatedGraph) -> None:
     if result is None:
         st.info("Press **Measure gradient flow** to run the pass for the current settings.")
         return
-    st.plotly_chart(gradient_flow_figure(result), use_container_width=True)
+    st.plotly_chart(gradient_flow_figure(result), width="stretch")
     from explorer.gradflow import summary_ratio
 
     lines = [f"**{n['label']}**: first-conv gradient is {summary_ratio(n):.3g}× the last conv's; "
@@ -89,7 +91,7 @@ def _receptive_field(ag: AnnotatedGraph) -> None:
         "depends on; it grows by (kernel − 1) × stride with every conv. The **effective stride** doubles at every "
         "downsampling step, while the map shrinks and the channels grow."
     )
-    st.plotly_chart(ribbon_figure(rows), use_container_width=True)
+    st.plotly_chart(ribbon_figure(rows), width="stretch")
     if tuple(ag.config.input_shape[2:]) != (3,):
         return
     names = [r["name"] for r in rows]
@@ -116,7 +118,7 @@ def _receptive_field(ag: AnnotatedGraph) -> None:
         centre = output_centre(ag, layer, row=row, col=col)
         fig = receptive_field_figure(image, (top, left_px, bottom, right_px), centre=centre,
                                      title=f"{image_name}: what {layer}[{row}, {col}] sees")
-        st.plotly_chart(fig, use_container_width=False)
+        st.plotly_chart(fig, width="content")
 
 
 def _anatomy(config: ResNetConfig) -> None:
@@ -134,4 +136,93 @@ def _anatomy(config: ResNetConfig) -> None:
         "so the identity path passes through a non-linearity; in v2 BN-ReLU move *before* each conv and the "
         "shortcut is a clean identity from block to block."
     )
-    st.graphviz_chart(anatomy_dot(pair), use_container_width=False)
+    st.graphviz_chart(anatomy_dot(pair), width="content")
+
+
+LESSON = "_degradation_lesson"
+LESSON_RECORDED = "_degradation_recorded"
+
+
+def _degradation() -> None:
+    st.caption(
+        "He et al. (2015) found that a deeper *plain* network trains **worse** than a shallower one — not from "
+        "overfitting, but because it is harder to optimise — while residual networks get better with depth. "
+        "This trains plain-20, plain-56, ResNet-20 and ResNet-56 one after another for the same short budget "
+        "each and overlays their curves. A few minutes on a CPU is far from the paper's 64k iterations: "
+        "whatever the curves show here is what this budget shows."
+    )
+    ss = st.session_state
+    lesson = ss.get(LESSON)
+    running = lesson is not None and lesson.active
+    c1, c2, c3 = st.columns([1, 1, 1])
+    seconds = c1.select_slider("Seconds per network", options=[15, 30, 60, 120, 300], value=30, disabled=running)
+    subset = c2.select_slider("Training images", options=[5_000, 10_000, 25_000, 50_000], value=10_000,
+                              format_func=lambda n: f"{n:,}", disabled=running)
+    if running:
+        c3.button("Stop the lesson", on_click=lesson.stop, icon=":material/stop:")
+    elif c3.button("Run the degradation lesson", type="primary", icon=":material/play_arrow:"):
+        from explorer import degradation
+        from explorer.data import ENV_VAR, DataError
+        from explorer.ui.train import DATA_DIR, shared_cifar10
+
+        try:
+            import os
+
+            data = shared_cifar10(str(ss.get(DATA_DIR, "")).strip(), os.environ.get(ENV_VAR, ""))
+        except DataError as exc:
+            st.error(str(exc))
+            return
+        ss[LESSON] = lesson = degradation.DegradationLesson(data, seconds=seconds, subset=min(subset, 50_000),
+                                                            networks=degradation.NETWORKS).start()
+        ss[LESSON_RECORDED] = set()
+        running = True
+    if lesson is not None:
+        st.fragment(run_every=1.0 if running else None)(_degradation_live)()
+
+
+def _degradation_live() -> None:
+    import plotly.graph_objects as go
+
+    from explorer.charts import smooth
+    from explorer.teaching_charts import FONT
+
+    lesson = st.session_state.get(LESSON)
+    if lesson is None:
+        return
+    rows = lesson.poll()
+    fig = go.Figure()
+    colours = {"plain-20": "#f0883e", "plain-56": "#d1242f", "resnet-20": "#54aeff", "resnet-56": "#0969da"}
+    lines = []
+    for name, snap in rows:
+        if snap is None:
+            lines.append(f"**{name}**: waiting")
+            continue
+        acc = [b.get("accuracy") for b in snap.batches]
+        fig.add_trace(go.Scatter(x=[b.get("seconds") for b in snap.batches], y=smooth(acc), mode="lines", name=name,
+                                 line={"color": colours.get(name), "dash": "dash" if name.startswith("plain") else "solid",
+                                       "width": 3}))
+        test = snap.evaluation.test_accuracy if snap.evaluation is not None else None
+        state = f"{snap.status}, {snap.progress:.0%}" if snap.active else snap.status
+        lines.append(f"**{name}**: {state}" + (f" · test accuracy **{test:.1%}**" if test is not None else ""))
+    fig.update_layout(template="plotly_white", font=FONT, height=380, xaxis_title="training seconds",
+                      yaxis_title="training accuracy (smoothed)", margin={"l": 60, "r": 20, "t": 20, "b": 50},
+                      legend={"orientation": "h", "y": -0.25})
+    st.plotly_chart(fig, width="stretch")
+    st.markdown("  \n".join(lines))
+    _record_lesson_runs(lesson)
+    if not lesson.active and lesson.stop_reason:
+        st.caption(f"The lesson {lesson.stop_reason}.")
+
+
+def _record_lesson_runs(lesson) -> None:
+    """Put the finished lesson runs into the Compare tab (once each)."""
+    from explorer.training import RunRecord
+    from explorer.ui.train import MAX_RUNS, RUNS
+
+    done = st.session_state.setdefault(LESSON_RECORDED, set())
+    runs = st.session_state.setdefault(RUNS, [])
+    for job in lesson.finished_jobs():
+        if id(job) not in done and job.status in ("done", "stopped") and job.batches:
+            done.add(id(job))
+            runs.append(RunRecord.from_job(job, name=f"lesson · {job.name}"))
+    del runs[:-MAX_RUNS]

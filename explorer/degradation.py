@@ -1,0 +1,100 @@
+"""The degradation lesson: train plain-20, plain-56, ResNet-20 and ResNet-56 one after another, briefly, for overlay."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from explorer.config import ResNetConfig
+from explorer.presets import PRESETS
+from explorer.training import TrainJob, TrainSettings
+
+NETWORKS: tuple[tuple[str, ResNetConfig], ...] = (
+    ("plain-20", PRESETS["resnet20"].config.replace(shortcut="none")),
+    ("plain-56", PRESETS["resnet56"].config.replace(shortcut="none")),
+    ("resnet-20", PRESETS["resnet20"].config),
+    ("resnet-56", PRESETS["resnet56"].config),
+)
+
+
+class DegradationLesson:
+    """Runs the four trainings in turn in one worker thread (never touches Streamlit).
+
+    Args:
+        data: CIFAR-10 in memory.
+        seconds: Training budget of each network.
+        subset: Training images per network (None = all).
+        idle_timeout: Stop when nobody has polled for this long (the tab was closed); None = never.
+        networks: (name, config) pairs to train, in order (default: NETWORKS).
+    """
+
+    def __init__(self, data: Any, *, seconds: float = 30.0, subset: int | None = 10_000,
+                 idle_timeout: float | None = 60.0,
+                 networks: tuple[tuple[str, ResNetConfig], ...] | None = None) -> None:
+        self.data = data
+        self.settings = TrainSettings(seconds=seconds, subset=subset)
+        self.networks = NETWORKS if networks is None else networks
+        self.idle_timeout = idle_timeout
+        self.jobs: list[TrainJob] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.last_poll = time.monotonic()
+        self.stop_reason: str | None = None
+
+    def start(self) -> DegradationLesson:
+        """Start the worker; returns self."""
+        self._thread = threading.Thread(target=self._run, name="degradation-lesson", daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        for name, config in self.networks:
+            if self._stop.is_set():
+                break
+            job = TrainJob(config, self.data, self.settings, idle_timeout=None, name=name).start()
+            with self._lock:
+                self.jobs.append(job)
+            while not job.join(0.25):
+                if self._idle():
+                    self.stop(f"stopped by itself: nobody watched it for {self.idle_timeout:g} s")
+                if self._stop.is_set():
+                    job.stop(self.stop_reason or "stopped by the user")
+
+    def _idle(self) -> bool:
+        return self.idle_timeout is not None and time.monotonic() - self.last_poll > self.idle_timeout
+
+    def stop(self, reason: str = "stopped by the user") -> None:
+        """Stop the running training and skip the rest."""
+        if not self._stop.is_set():
+            self.stop_reason = reason
+            self._stop.set()
+        with self._lock:
+            current = self.jobs[-1] if self.jobs else None
+        if current is not None:
+            current.stop(reason)
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the worker; True when it has ended."""
+        if self._thread is None:
+            return True
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    @property
+    def active(self) -> bool:
+        """Whether trainings are still going on (or about to)."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def poll(self) -> list[tuple[str, Any]]:
+        """(name, snapshot or None when not started yet) for every network; marks the lesson as watched."""
+        self.last_poll = time.monotonic()
+        with self._lock:
+            jobs = {job.name: job for job in self.jobs}
+        return [(name, jobs[name].poll() if name in jobs else None) for name, _ in self.networks]
+
+    def finished_jobs(self) -> list[TrainJob]:
+        """Jobs that have ended (done or stopped), in order."""
+        with self._lock:
+            return [job for job in self.jobs if not job.active]

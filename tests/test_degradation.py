@@ -1,0 +1,94 @@
+"""Degradation lesson: four short trainings in turn, stop, idle stop, and the Lessons sub-tab."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from explorer.config import ResNetConfig
+from explorer.data import load_cifar10
+from explorer.degradation import NETWORKS, DegradationLesson
+from tests.test_data import write_layout
+
+TINY = (("plain-8", ResNetConfig(depth=8, filters=4, shortcut="none")), ("resnet-8", ResNetConfig(depth=8, filters=4)))
+
+
+@pytest.fixture(scope="module")
+def fixture_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cifar")
+    write_layout(root, "binary", n_per_class=20)
+    return root
+
+
+@pytest.fixture(scope="module")
+def data(fixture_dir):
+    return load_cifar10(fixture_dir, allow_download=False)
+
+
+def test_the_lesson_networks():
+    names = [n for n, _ in NETWORKS]
+    assert names == ["plain-20", "plain-56", "resnet-20", "resnet-56"]
+    depths = {n: c.resolved_depth for n, c in NETWORKS}
+    assert depths == {"plain-20": 20, "plain-56": 56, "resnet-20": 20, "resnet-56": 56}
+    assert [c.shortcut for _, c in NETWORKS] == ["none", "none", "A", "A"]
+
+
+def test_runs_every_network_in_turn(data):
+    lesson = DegradationLesson(data, seconds=1.5, subset=500, networks=TINY).start()
+    assert lesson.join(timeout=180)
+    rows = lesson.poll()
+    assert [name for name, _ in rows] == ["plain-8", "resnet-8"]
+    assert all(snap is not None and snap.status == "done" and snap.batches for _, snap in rows)
+    assert all(snap.evaluation is not None for _, snap in rows)
+    assert [j.name for j in lesson.finished_jobs()] == ["plain-8", "resnet-8"]
+
+
+def test_stop_skips_the_rest(data):
+    lesson = DegradationLesson(data, seconds=60, subset=500, networks=TINY).start()
+    deadline = time.monotonic() + 60
+    while not lesson.jobs and time.monotonic() < deadline:
+        time.sleep(0.05)
+    lesson.stop()
+    assert lesson.join(timeout=60)
+    assert len(lesson.jobs) == 1 and lesson.jobs[0].status in ("stopped", "done")
+    assert lesson.poll()[1][1] is None
+
+
+def test_unwatched_lesson_stops_itself(data):
+    lesson = DegradationLesson(data, seconds=60, subset=500, networks=TINY, idle_timeout=1.0).start()
+    assert lesson.join(timeout=60)
+    assert "nobody watched" in (lesson.stop_reason or "")
+    assert len(lesson.jobs) == 1
+
+
+def lesson_page(data_dir: str) -> None:
+    import streamlit as st
+
+    from explorer import degradation
+    from explorer.annotate import build
+    from explorer.config import ResNetConfig
+    from explorer.ui import lessons
+    from explorer.ui.train import DATA_DIR
+
+    degradation.NETWORKS = (("plain-8", ResNetConfig(depth=8, filters=4, shortcut="none")),
+                            ("resnet-8", ResNetConfig(depth=8, filters=4)))
+    st.session_state.setdefault(DATA_DIR, data_dir)
+    cfg = ResNetConfig(depth=8, filters=4)
+    lessons.render_lessons_tab(cfg, build(cfg))
+
+
+def test_degradation_subtab_runs_and_fills_compare(fixture_dir):
+    at = AppTest.from_function(lesson_page, args=(str(fixture_dir),), default_timeout=120).run()
+    assert not at.exception
+    button = next(b for b in at.button if b.label == "Run the degradation lesson")
+    button.click().run()
+    assert not at.exception
+    lesson = at.session_state["_degradation_lesson"]
+    lesson.stop()
+    assert lesson.join(timeout=60)
+    at.run()
+    assert not at.exception
+    shown = " ".join(m.value for m in at.markdown)
+    assert "plain-8" in shown, shown[-500:]
