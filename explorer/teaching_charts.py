@@ -62,7 +62,9 @@ def ribbon_figure(rows: list[dict]) -> go.Figure:
             hovertemplate="%{text}<br>depth %{x}<br>" + label + " = %{y}<extra></extra>",
         ), secondary_y=right)
     fig.update_yaxes(title_text="pixels of the input", type="log", secondary_y=False)
-    fig.update_yaxes(title_text="feature map", type="log", secondary_y=True, showgrid=False)
+    powers = [2**k for k in range(13)]
+    fig.update_yaxes(title_text="feature map", type="log", secondary_y=True, showgrid=False, tickvals=powers,
+                     ticktext=[str(p) for p in powers])
     fig.update_xaxes(title_text="depth (weighted layer)")
     fig.update_layout(template="plotly_white", font=FONT, height=400, margin={"l": 60, "r": 60, "t": 30, "b": 50},
                       legend={"orientation": "h", "y": -0.22}, hovermode="x unified")
