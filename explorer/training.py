@@ -420,6 +420,7 @@ class TrainJob:
         self.epochs: list[dict] = []
         self.evaluation: Evaluation | None = None
         self.model: Any = None
+        self._model_bytes: bytes | None = None
         self.precision = "float32"
         self.device = "CPU"
         self.created = time.time()
@@ -515,16 +516,18 @@ class TrainJob:
             return out
 
     def model_bytes(self) -> bytes:
-        """The trained model as a `.keras` file."""
+        """The trained model as a `.keras` file (made once, after the job has ended)."""
         import tempfile
 
-        if self.model is None:
-            raise RuntimeError("there is no trained model")
-        with tempfile.TemporaryDirectory() as tmp:
-            path = os.path.join(tmp, "model.keras")
-            self.model.save(path)
-            with open(path, "rb") as fh:
-                return fh.read()
+        if self.model is None or self.active:
+            raise RuntimeError("there is no trained model yet")
+        if self._model_bytes is None:
+            with tempfile.TemporaryDirectory() as tmp:
+                path = os.path.join(tmp, "model.keras")
+                self.model.save(path)
+                with open(path, "rb") as fh:
+                    self._model_bytes = fh.read()
+        return self._model_bytes
 
     # ------------------------------------------------------------- worker
     def _set(self, **values: Any) -> None:

@@ -76,9 +76,10 @@ def test_seconds_budget_ends_on_the_clock(data):
     assert job.join(60)
     snap = job.poll()
     assert snap.status == "done"
-    assert 6.0 <= job.train_seconds < 12.0  # the first batch (tracing) counts; a batch of this net is milliseconds
-    lrs = [b["lr"] for b in snap.batches]
-    assert len(lrs) >= 3 and max(lrs) > 5 * lrs[-1]  # the one-cycle schedule came down again within the budget
+    assert 6.0 <= job.train_seconds < 30.0  # the first batch (tracing) counts; a batch of this net is milliseconds
+    assert snap.progress == pytest.approx(1.0) and snap.steps < 500 * 18
+    peak = T.RECIPES["short"].peak_lr
+    assert snap.batches[-1]["lr"] < 0.3 * peak  # the one-cycle schedule ran down with the clock
 
 
 def test_stop_takes_effect_within_two_seconds(data):

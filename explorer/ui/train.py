@@ -34,7 +34,6 @@ from explorer.training import (
 JOB = "_train_job"  # the session's TrainJob (one at a time)
 RUNS = "_train_runs"  # finished runs (RunRecord), oldest first
 RECORDED = "_train_recorded"  # id() of the job already added to RUNS
-MODEL_BYTES = "_train_model_bytes"  # (id(job), bytes) of the last .keras export
 START_ERROR = "_train_start_error"  # why the last press of Train did not start a job
 RECIPE, BUDGET_KIND, SECONDS, EPOCHS = "train_recipe", "train_budget_kind", "train_seconds", "train_epochs"
 SUBSET, BATCH, FLIP, CROP, DATA_DIR, ADAPT = "train_subset", "train_batch", "train_flip", "train_crop", "train_data_dir", "train_adapt"
@@ -178,7 +177,6 @@ def _start(config: ResNetConfig) -> None:
         st.session_state[START_ERROR] = f"**{exc.field}**: {exc.message}" + (f"  \n→ {exc.hint}" if exc.hint else "")
         return
     st.session_state[JOB] = job
-    st.session_state.pop(MODEL_BYTES, None)
 
 
 def _stop() -> None:
@@ -247,17 +245,8 @@ def _evaluation(job: TrainJob) -> None:
     d1, d2 = st.columns(2)
     d1.download_button("History (CSV)", history_csv(snap.batches, snap.epochs), file_name="history.csv",
                        mime="text/csv", key="train_dl_history", icon=":material/download:")
-    d2.download_button("Trained model (.keras)", lambda: _model_bytes(job), file_name="model.keras",
+    d2.download_button("Trained model (.keras)", job.model_bytes, file_name="model.keras",
                        mime="application/octet-stream", key="train_dl_model", icon=":material/download:")
-
-
-def _model_bytes(job: TrainJob) -> bytes:
-    cached = st.session_state.get(MODEL_BYTES)
-    if cached and cached[0] == id(job):
-        return cached[1]
-    data = job.model_bytes()
-    st.session_state[MODEL_BYTES] = (id(job), data)
-    return data
 
 
 def _image_grid(job: TrainJob) -> None:
@@ -325,6 +314,8 @@ def render_train_tab(config: ResNetConfig, ag: AnnotatedGraph) -> None:
         st.info("Choose a budget and press **Train**. The curves appear after the first batch.",
                 icon=":material/fitness_center:")
         return
+    if job.config != config:
+        st.caption(f"Showing the last run, **{job.name}**, of another network; press **Train** to train this one.")
     st.fragment(_live_panel, run_every=1.0 if active else None)()
     if not active:
         _status_line(job)
