@@ -605,7 +605,7 @@ class TrainJob:
                       shuffle=False)  # the pipeline shuffles
         if self.should_stop():
             return
-        if self.recipe.recalibrate_bn:
+        if self.recipe.recalibrate_bn and len(devices) <= 1:  # (an eager pass across mirrored replicas is not worth the risk)
             self._set(phase="recomputing BatchNorm statistics", eta=None)
             started = time.perf_counter()
             recalibrate_batchnorm(model, pipes.train, batches=self.recipe.recalibrate_bn, should_stop=self.should_stop)
