@@ -26,6 +26,7 @@ def _keras() -> Any:
     import os
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # ~1.5× faster CPU training here (benchmarks/bench_training.py)
     import keras
 
     return keras

@@ -209,6 +209,19 @@ class TrainSettings:
 
 
 # --------------------------------------------------------------------------- hardware and guards
+def release_freed_memory() -> None:
+    """Collect garbage and hand freed heap pages back to the OS (glibc keeps them otherwise: a training's
+    tensors would stay in the server's RSS; benchmarks/bench_memory.py measures the difference)."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
 def max_concurrent() -> int:
     """How many trainings may run at once in this process (`EXPLORER_MAX_TRAININGS`, default 1)."""
     try:
@@ -552,6 +565,7 @@ class TrainJob:
                 self._train()
             finally:
                 self._slots.release()
+                release_freed_memory()
             self._finish("stopped" if self._stop.is_set() else "done")
         except (DataError, ConfigError) as exc:
             self._finish("failed", error=str(exc))
