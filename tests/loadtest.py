@@ -9,8 +9,9 @@ the new depth; meanwhile `--trainers` more contexts press Train (a 10-second bud
 other one of them presses Stop. Prints errors, p50/p95 change→updated-page times, and how the
 trainings ended; checks that every session ends on its own network (no shared state).
 
-Status: the student half works; the trainer half does not yet see its trainings end (every
-trainer reports "unfinished" and Stop is not found in time) — unfinished work, see the issue note.
+Status: the student half works (0 errors, no cross-talk). The trainer half starts, queues
+("waiting for a slot") and stops trainings, but in a 3 + 3 run on this loaded 2-core machine two of
+three 10-second trainings were not seen to finish within 300 s — unfinished work, see the issue note.
 """
 
 from __future__ import annotations
@@ -102,11 +103,11 @@ async def trainer(browser, url: str, index: int, outcomes: list[str], errors: li
         await seconds.fill("10", timeout=120_000)
         await seconds.press("Enter")
         await page.wait_for_timeout(1500)
-        await page.get_by_role("button", name="Train").first.click(timeout=120_000)
+        await page.locator(".st-key-train_start button").click(timeout=120_000)
         saw_waiting = False
         if index % 2:
             await page.wait_for_timeout(4000)
-            await page.locator('button:has-text("Stop"):not([disabled])').first.click(timeout=120_000)
+            await page.locator(".st-key-train_stop button:not([disabled])").click(timeout=120_000)
         for _ in range(600):
             text = await page.locator("[data-testid='stMain']").first.inner_text()
             saw_waiting = saw_waiting or "waiting for a slot" in text.lower()
