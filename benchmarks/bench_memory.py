@@ -35,16 +35,6 @@ def rss_mb() -> float:
     return float("nan")
 
 
-def trim() -> None:
-    """Give freed heap pages back to the OS (glibc keeps them otherwise; RSS then overstates what is in use)."""
-    import ctypes
-
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except OSError:  # not glibc
-        pass
-
-
 def random_configs(count: int, seed: int = 1) -> list[ResNetConfig]:
     rng = random.Random(seed)
     out: list[ResNetConfig] = []
@@ -110,7 +100,7 @@ def main() -> None:
     print(f"rebuilds again: RSS {after:.0f} → {again:.0f} MiB (growth {again - after:+.0f} MiB)")
 
     from explorer import data as cifar
-    from explorer.training import TrainJob, TrainSettings
+    from explorer.training import TrainJob, TrainSettings, release_freed_memory
 
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = args.data_dir or str(write_fixture(Path(tmp)))
@@ -126,7 +116,7 @@ def main() -> None:
             del job
             gc.collect()
             held = rss_mb()
-            trim()
+            release_freed_memory()
             print(f"training {i + 1}: {snap.status}; RSS {held:.0f} MiB, {rss_mb():.0f} MiB after malloc_trim")
         end = rss_mb()
         print(f"after 3 trainings: RSS {end:.0f} MiB ({end - before:+.0f} MiB vs before; goal within 200)")

@@ -115,10 +115,14 @@ class AnnotatedGraph:
         return sum(i.bytes for i in self.info.values())
 
     @property
+    def main_convs(self) -> list[str]:
+        """Names of the weighted layers on the main path before the classifier (stem and block convs), in order."""
+        return [n.name for n in self.graph if n.op == "conv" and n.role in ("stem", "main")]
+
+    @property
     def depth(self) -> int:
         """Weighted layers on the main path: stem and block convs plus the classifier."""
-        convs = sum(1 for n in self.graph if n.op == "conv" and n.role in ("stem", "main"))
-        return convs + 1
+        return len(self.main_convs) + 1
 
     def totals(self) -> dict[str, int]:
         """The headline numbers as a dict."""

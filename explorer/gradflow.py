@@ -38,15 +38,12 @@ def load_batch(config: ResNetConfig, *, size: int = 64, data_dir: str | None = N
         raise ConfigError("batch_size", f"{size} is out of range", "give a batch size from 1 to 1024")
     fits = tuple(config.input_shape) == (32, 32, 3) and config.classes == 10
     if fits:
-        try:
-            from explorer import data
-        except ImportError:  # pragma: no cover - data module arrives with training
-            data = None
-        if data is not None and hasattr(data, "sample_batch"):
-            found = data.sample_batch(size, data_dir=data_dir, seed=seed)
-            if found is not None:
-                images, labels, source = found
-                return Batch(images, labels, source)
+        from explorer import data
+
+        found = data.sample_batch(size, data_dir=data_dir, seed=seed)
+        if found is not None:
+            images, labels, source = found
+            return Batch(images, labels, source)
     return random_batch(config, size, seed=seed)
 
 
@@ -57,10 +54,8 @@ def twin_of(config: ResNetConfig) -> ResNetConfig:
 
 def _depth_indices(ag: AnnotatedGraph) -> dict[str, int]:
     """Depth index of each main-path weighted layer (stem conv = 1, …, classifier = depth)."""
-    index: dict[str, int] = {}
-    for node in ag.graph:
-        if (node.op == "conv" and node.role in ("stem", "main")) or node.name == "predictions":
-            index[node.name] = len(index) + 1
+    index = {name: i for i, name in enumerate(ag.main_convs, start=1)}
+    index[ag.graph.output.name] = ag.depth
     return index
 
 
@@ -93,7 +88,7 @@ def measure(config: ResNetConfig, batch: Batch, *, seed: int = 0) -> dict[str, A
     keras.utils.set_random_seed(seed)
     model = build_model(ag)
     depth = _depth_indices(ag)
-    convs = [n for n in depth if n != "predictions"]
+    convs = ag.main_convs
     block_outs = [b.output for b in ag.graph.blocks]
     names = convs + block_outs
     probe = keras.Model(model.input, [model.get_layer(n).output for n in names] + [model.output])

@@ -18,16 +18,16 @@ def ribbon(ag: AnnotatedGraph) -> list[dict]:
     """Along depth: receptive field, effective stride, H, W and channels after each main-path weighted layer.
 
     Returns:
-        One dict per stem/main conv and the classifier input, in depth order: name, depth_index,
+        One dict per stem/main conv, in depth order: name, depth_index,
         receptive_field, stride (the jump: input pixels between neighbouring outputs), height,
         width, channels.
     """
     rows = []
-    for node, info in ag:
-        if node.op == "conv" and node.role in ("stem", "main"):
-            h, w, c = info.shape
-            rows.append({"name": node.name, "depth_index": len(rows) + 1, "receptive_field": info.rf,
-                         "stride": info.jump, "height": h, "width": w, "channels": c})
+    for index, name in enumerate(ag.main_convs, start=1):
+        info = ag.info[name]
+        h, w, c = info.shape
+        rows.append({"name": name, "depth_index": index, "receptive_field": info.rf,
+                     "stride": info.jump, "height": h, "width": w, "channels": c})
     return rows
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import streamlit as st
 
@@ -166,8 +168,6 @@ def _degradation() -> None:
         from explorer.ui.train import DATA_DIR, shared_cifar10
 
         try:
-            import os
-
             data = shared_cifar10(str(ss.get(DATA_DIR, "")).strip(), os.environ.get(ENV_VAR, ""))
         except DataError as exc:
             st.error(str(exc))
