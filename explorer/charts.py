@@ -153,3 +153,28 @@ def per_class_accuracy(accuracies: Sequence[float], *, classes: Sequence[str] = 
     fig.update_layout(title="test accuracy per class", yaxis={"range": [0, 1.1], "tickformat": ".0%"}, height=320,
                       margin={"l": 40, "r": 20, "t": 60, "b": 40})
     return fig
+
+
+def top_k_bars(top: Sequence[tuple[str, float]], *, title: str | None = None, height: int | None = None) -> go.Figure:
+    """Horizontal bars of an image's top-k classes (most probable on top), probabilities as percentages.
+
+    Args:
+        top: (class name, probability) pairs, most probable first (as `explorer.inference.top_k` returns).
+        title: Figure title (e.g. the image's file name).
+        height: Figure height in pixels (default: grows with k).
+    """
+    names = [name for name, _ in top][::-1]
+    probs = [float(p) for _, p in top][::-1]
+    colors = ["#c9d6e8"] * len(probs)
+    if colors:
+        colors[-1] = TRAIN_COLOR
+    fig = go.Figure(go.Bar(
+        x=probs, y=names, orientation="h", marker_color=colors, text=[f"{p:.1%}" for p in probs],
+        textposition="outside", cliponaxis=False, hovertemplate="%{y}: %{x:.2%}<extra></extra>",
+    ))
+    fig.update_layout(
+        title=title, height=height or 70 + 34 * max(len(probs), 1), showlegend=False,
+        xaxis={"range": [0, 1.15], "tickformat": ".0%", "title": "probability"},
+        yaxis={"automargin": True}, margin={"l": 10, "r": 20, "t": 40 if title else 10, "b": 40},
+    )
+    return fig

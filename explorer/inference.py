@@ -1,0 +1,485 @@
+"""Inference on your own images: load a `.keras` model with its class names and normalisation, read images safely, top-k classes.
+
+A model trained here is saved with a small `explorer.json` inside its `.keras` zip archive
+(class names, per-channel mean and std, input shape), so that whoever loads it later
+preprocesses images exactly as training did and names the classes. A `.keras` file without
+it falls back to the CIFAR-10 names (10 outputs) or "class 0 … class N-1", and says so.
+
+Only `keras.saving.load_model(path, safe_mode=True)` loads models (no Lambda code runs);
+images are decoded by Pillow from a short list of formats, with caps on file size and pixel
+count (decompression bombs), then centre-cropped to the model's aspect ratio and resized
+to its H×W — a CIFAR-10 model sees every photo as a 32×32 thumbnail.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import tempfile
+import warnings
+import zipfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from explorer.data import CLASSES, MEAN, STD
+
+MiB = 1024 * 1024
+MAX_MODEL_BYTES = 200 * MiB
+"""A `.keras` file larger than this is refused unread (ResNet-152v2 is ~240 MB; ResNet-110 ~7 MB)."""
+MAX_UNZIPPED_BYTES = 4 * MAX_MODEL_BYTES
+"""The members of a `.keras` archive may not add up to more than this once uncompressed (zip bombs)."""
+MAX_IMAGE_BYTES = 10 * MiB
+"""An image file larger than this is refused unread."""
+MAX_IMAGE_PIXELS = 40_000_000
+"""An image with more pixels than this (e.g. 8000×5000) is refused before it is decoded (decompression bombs)."""
+IMAGE_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP")
+"""The Pillow decoders used; any other format is refused."""
+IMAGE_TYPES = ("png", "jpg", "jpeg", "gif", "bmp", "webp")
+"""File name extensions of IMAGE_FORMATS (for upload filters)."""
+META_NAME = "explorer.json"
+"""The member of a `.keras` archive that holds the class names and normalisation."""
+MAX_META_BYTES = 1 * MiB
+MAX_CLASSES = 100_000
+DEFAULT_TOP = 5
+
+
+class InferenceError(Exception):
+    """A model or image could not be used; the message says what is wrong and what to do."""
+
+
+# --------------------------------------------------------------------------- metadata
+@dataclass(frozen=True)
+class ModelMeta:
+    """What a model needs besides its weights to be used on images.
+
+    Attributes:
+        class_names: One name per output, in output order.
+        mean: Per-channel (R, G, B) mean in [0, 1] units, subtracted before the model.
+        std: Per-channel standard deviation in [0, 1] units, divided by before the model.
+        input_shape: (H, W, C) the model expects (None when unknown).
+        stored: True when read from the model file (or made for a trained model), False for a fallback.
+        note: Why names or statistics were guessed, in words (None when stored).
+    """
+
+    class_names: tuple[str, ...] = CLASSES
+    mean: tuple[float, float, float] = MEAN
+    std: tuple[float, float, float] = STD
+    input_shape: tuple[int, int, int] | None = None
+    stored: bool = True
+    note: str | None = field(default=None, compare=False)
+
+    def to_dict(self) -> dict:
+        """The JSON object stored as `explorer.json`."""
+        return {
+            "format": 1,
+            "class_names": list(self.class_names),
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "input_shape": None if self.input_shape is None else list(self.input_shape),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> ModelMeta:
+        """Validate a stored `explorer.json` object.
+
+        Raises:
+            InferenceError: A field is missing or has the wrong type or range.
+        """
+        where = f"the model file's {META_NAME}"
+        fix = f"re-save the model from the Train tab, or delete {META_NAME} from the .keras archive to use default names"
+        if not isinstance(data, dict):
+            raise InferenceError(f"{where} is not a JSON object: {fix}")
+        names = data.get("class_names")
+        if (not isinstance(names, list) or not 1 <= len(names) <= MAX_CLASSES
+                or not all(isinstance(n, str) and 0 < len(n) <= 200 for n in names)):
+            raise InferenceError(f"{where} has no valid class_names (a list of 1 to {MAX_CLASSES:,} short strings): {fix}")
+        stats = {}
+        for key in ("mean", "std"):
+            value = data.get(key, list(MEAN if key == "mean" else STD))
+            if (not isinstance(value, list) or len(value) != 3
+                    or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)):
+                raise InferenceError(f"{where} has an invalid {key} (three numbers, one per R, G, B channel): {fix}")
+            stats[key] = tuple(float(v) for v in value)
+        if not all(s > 0 for s in stats["std"]):
+            raise InferenceError(f"{where} has a std that is not positive: {fix}")
+        shape = data.get("input_shape")
+        if shape is not None and (not isinstance(shape, list) or len(shape) != 3
+                                  or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in shape)):
+            raise InferenceError(f"{where} has an invalid input_shape (H, W, C): {fix}")
+        return cls(class_names=tuple(names), mean=stats["mean"], std=stats["std"],
+                   input_shape=None if shape is None else tuple(shape), stored=True)
+
+
+def fallback_meta(n_outputs: int, input_shape: tuple[int, int, int] | None = None) -> ModelMeta:
+    """Names and statistics for a model file without `explorer.json` (CIFAR-10's when it has 10 outputs)."""
+    if n_outputs == len(CLASSES):
+        note = (f"This model file carries no class names ({META_NAME}): with 10 outputs it is assumed to be a CIFAR-10 "
+                "model (CIFAR-10 names and normalisation).")
+        names: tuple[str, ...] = CLASSES
+    else:
+        note = (f"This model file carries no class names ({META_NAME}): its {n_outputs} outputs are called class 0 … "
+                f"class {n_outputs - 1}, and images are normalised with CIFAR-10's statistics.")
+        names = tuple(f"class {i}" for i in range(n_outputs))
+    return ModelMeta(class_names=names, input_shape=input_shape, stored=False, note=note)
+
+
+def meta_for(model: Any, *, class_names: Sequence[str] | None = None, mean: Sequence[float] | None = None,
+             std: Sequence[float] | None = None) -> ModelMeta:
+    """The metadata of a model trained here (CIFAR-10 names and statistics unless given)."""
+    shape = _image_input_shape(model)
+    return ModelMeta(class_names=tuple(class_names) if class_names is not None else CLASSES,
+                     mean=tuple(float(v) for v in (mean if mean is not None else MEAN)),
+                     std=tuple(float(v) for v in (std if std is not None else STD)),
+                     input_shape=shape, stored=True)
+
+
+def meta_for_data(model: Any, data: Any) -> ModelMeta:
+    """The metadata of a model trained on `data` (its `classes`, `mean`, `std` attributes when it has them, else CIFAR-10's)."""
+    return meta_for(model, class_names=getattr(data, "classes", None), mean=getattr(data, "mean", None),
+                    std=getattr(data, "std", None))
+
+
+def save_model_bytes(model: Any, meta: ModelMeta | None = None) -> bytes:
+    """The model as `.keras` file bytes, with `meta` (default: CIFAR-10's) stored as `explorer.json` inside the archive.
+
+    Keras ignores the extra member when loading, so the file stays an ordinary `.keras` file.
+    """
+    from explorer.keras_build import recursion_limit
+
+    meta = meta if meta is not None else meta_for(model)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "model.keras")
+        with recursion_limit(10_000 + 20 * len(model.layers)):
+            model.save(path)
+        with zipfile.ZipFile(path, "a", compression=zipfile.ZIP_DEFLATED) as zf:
+            zf.writestr(META_NAME, json.dumps(meta.to_dict(), indent=1))
+        return Path(path).read_bytes()
+
+
+def _read_source(source: str | os.PathLike | bytes, *, what: str, limit: int) -> tuple[bytes, str]:
+    """The bytes of a file or bytes argument (refused above `limit`), and a name for messages."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+        name = f"the uploaded {what}"
+    else:
+        path = Path(source)
+        name = str(path)
+        try:
+            size = path.stat().st_size
+            if size > limit:
+                raise InferenceError(f"{name} is {size / MiB:.1f} MiB; a {what} may be at most {limit / MiB:.0f} MiB")
+            data = path.read_bytes()
+        except OSError as exc:
+            raise InferenceError(f"cannot read {name} ({exc.strerror or exc}): give the path of a {what}") from None
+    if len(data) > limit:
+        raise InferenceError(f"{name} is {len(data) / MiB:.1f} MiB; a {what} may be at most {limit / MiB:.0f} MiB")
+    return data, name
+
+
+def _open_keras_zip(data: bytes, name: str) -> zipfile.ZipFile:
+    """The `.keras` archive, checked to look like one (zip, config.json, sizes) before Keras sees it."""
+    hint = "give a .keras file saved by Keras 3 (e.g. the Train tab's Trained model download)"
+    if not data.startswith(b"PK"):
+        what = " (it looks like an HDF5 .h5 file — re-save it as .keras)" if data.startswith(b"\x89HDF") else ""
+        raise InferenceError(f"{name} is not a .keras file (a .keras file is a zip archive){what}: {hint}")
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(data))
+        infos = zf.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise InferenceError(f"{name} is not a readable .keras file ({exc}): {hint}") from None
+    names = {i.filename for i in infos}
+    if "config.json" not in names:
+        raise InferenceError(f"{name} is a zip archive but not a Keras model (no config.json inside): {hint}")
+    if sum(i.file_size for i in infos) > MAX_UNZIPPED_BYTES:
+        raise InferenceError(f"{name} would unpack to more than {MAX_UNZIPPED_BYTES / MiB:.0f} MiB; it is refused")
+    return zf
+
+
+def read_meta(source: str | os.PathLike | bytes) -> ModelMeta | None:
+    """The stored `explorer.json` of a `.keras` file (path or bytes), or None when it has none.
+
+    Raises:
+        InferenceError: The file is not a `.keras` archive, or its `explorer.json` is invalid.
+    """
+    data, name = _read_source(source, what="model file", limit=MAX_MODEL_BYTES)
+    return _meta_from_zip(_open_keras_zip(data, name))
+
+
+def _meta_from_zip(zf: zipfile.ZipFile) -> ModelMeta | None:
+    try:
+        info = zf.getinfo(META_NAME)
+    except KeyError:
+        return None
+    if info.file_size > MAX_META_BYTES:
+        raise InferenceError(f"the model file's {META_NAME} is larger than {MAX_META_BYTES // MiB} MiB; it is refused")
+    try:
+        loaded = json.loads(zf.read(info).decode("utf-8"))
+    except (ValueError, UnicodeDecodeError, zipfile.BadZipFile, OSError) as exc:
+        raise InferenceError(f"the model file's {META_NAME} is not valid JSON ({exc}): re-save the model") from None
+    return ModelMeta.from_dict(loaded)
+
+
+# --------------------------------------------------------------------------- models
+@dataclass(frozen=True)
+class LoadedModel:
+    """A Keras model ready for `predict`, with the names and statistics to use.
+
+    Attributes:
+        model: The `keras.Model`.
+        meta: Class names, normalisation, input shape (stored or fallback; `meta.note` says which).
+        name: The file it came from (for messages and the CLI's JSON).
+        probabilities: True when the model ends in a softmax; otherwise `predict` applies one.
+    """
+
+    model: Any
+    meta: ModelMeta
+    name: str
+    probabilities: bool = True
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """(H, W) images are resized to."""
+        h, w, _ = self.meta.input_shape  # type: ignore[misc]
+        return h, w
+
+
+def _image_input_shape(model: Any) -> tuple[int, int, int]:
+    """(H, W, 3) of a one-input image model.
+
+    Raises:
+        InferenceError: The model has several inputs, or an input that is not (H, W, 3) with fixed H and W.
+    """
+    inputs = getattr(model, "inputs", None) or []
+    if len(inputs) != 1:
+        raise InferenceError(f"the model has {len(inputs)} inputs; predict needs a model with one image input (H, W, 3)")
+    shape = tuple(inputs[0].shape)[1:]
+    if len(shape) != 3 or shape[2] != 3 or not all(isinstance(v, int) and v > 0 for v in shape[:2]):
+        shown = "×".join("?" if v is None else str(v) for v in shape)
+        raise InferenceError(f"the model's input is {shown}; predict needs colour images of a fixed size, H×W×3 "
+                             "(build the network with e.g. input 32x32x3)")
+    return int(shape[0]), int(shape[1]), 3
+
+
+def _n_outputs(model: Any) -> int:
+    outputs = getattr(model, "outputs", None) or []
+    shape = tuple(outputs[0].shape)[1:] if len(outputs) == 1 else ()
+    if len(outputs) != 1 or len(shape) != 1 or not isinstance(shape[0], int):
+        raise InferenceError("the model's output is not one vector of class scores (N,); predict needs a classifier")
+    return int(shape[0])
+
+
+def ends_in_softmax(model: Any) -> bool:
+    """Whether the model's last layer applies a softmax (the networks built here do: `predictions`, Dense + softmax)."""
+    last = model.layers[-1]
+    if type(last).__name__ == "Softmax":
+        return True
+    activation = getattr(last, "activation", None)
+    return getattr(activation, "__name__", "") == "softmax"
+
+
+def wrap_model(model: Any, meta: ModelMeta | None = None, *, name: str = "trained model") -> LoadedModel:
+    """A model in memory (e.g. a finished training job's) ready for `predict`.
+
+    Raises:
+        InferenceError: The model is not an image classifier, or `meta` names a different number of classes.
+    """
+    shape = _image_input_shape(model)
+    n = _n_outputs(model)
+    if meta is None:
+        meta = fallback_meta(n, shape)
+    if len(meta.class_names) != n:
+        raise InferenceError(f"{name} has {n} outputs but its stored class names list {len(meta.class_names)}: "
+                             "re-save the model from the Train tab")
+    if meta.input_shape != shape:
+        meta = ModelMeta(class_names=meta.class_names, mean=meta.mean, std=meta.std, input_shape=shape,
+                         stored=meta.stored, note=meta.note)
+    return LoadedModel(model=model, meta=meta, name=name, probabilities=ends_in_softmax(model))
+
+
+def load_model(source: str | os.PathLike | bytes, *, name: str | None = None) -> LoadedModel:
+    """Load a `.keras` file (path or uploaded bytes) with `safe_mode=True`, with its class names and normalisation.
+
+    Registers `ZeroPadShortcut` (option-A shortcuts) first. The archive is checked before Keras
+    reads it (zip, `config.json`, at most MAX_MODEL_BYTES, unpacked size).
+
+    Raises:
+        InferenceError: Not a `.keras` file, corrupt, unsafe (safe mode refused it), not an image
+            classifier with an (H, W, 3) input, or its stored metadata does not fit it.
+    """
+    data, shown = _read_source(source, what="model file", limit=MAX_MODEL_BYTES)
+    name = name or shown
+    zf = _open_keras_zip(data, name)
+    meta = _meta_from_zip(zf)
+
+    from explorer.keras_build import _keras, zero_pad_shortcut_class
+
+    keras = _keras()
+    zero_pad_shortcut_class()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "model.keras")
+        Path(path).write_bytes(data)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                model = keras.saving.load_model(path, safe_mode=True, compile=False)
+        except Exception as exc:  # Keras raises ValueError, TypeError, KeyError, OSError … for bad files
+            text = " ".join(str(exc).split())
+            text = text if len(text) <= 300 else text[:297] + "…"
+            raise InferenceError(f"Keras could not load {name} ({type(exc).__name__}: {text}): give a .keras file "
+                                 "saved by Keras 3 from a network built here (custom layers other than "
+                                 "ZeroPadShortcut and Lambda layers are not loaded)") from None
+    if not hasattr(model, "inputs"):
+        raise InferenceError(f"{name} holds a {type(model).__name__}, not a Keras model: give a saved keras.Model")
+    return wrap_model(model, meta, name=name)
+
+
+# --------------------------------------------------------------------------- images
+def open_image(source: str | os.PathLike | bytes, *, name: str | None = None, max_bytes: int = MAX_IMAGE_BYTES,
+               max_pixels: int = MAX_IMAGE_PIXELS) -> Any:
+    """Decode and validate an image file into an RGB `PIL.Image` (EXIF rotation applied, transparency on white).
+
+    Raises:
+        InferenceError: Too large (bytes or pixels), not an image in IMAGE_FORMATS, or truncated/corrupt.
+    """
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    data, shown = _read_source(source, what="image", limit=max_bytes)
+    name = name or shown
+    formats = ", ".join(IMAGE_FORMATS)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
+            w, h = img.size
+            if w * h > max_pixels:
+                raise InferenceError(f"{name} is {w}×{h} pixels; images may have at most {max_pixels:,} pixels "
+                                     "(shrink it first)")
+            img.draft("RGB", (512, 512))  # JPEG: decode at a reduced scale, enough for any small input
+            img.load()
+            img = ImageOps.exif_transpose(img)
+    except InferenceError:
+        raise
+    except UnidentifiedImageError:
+        raise InferenceError(f"{name} is not an image Pillow can read as {formats}: give a PNG or JPEG file") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise InferenceError(f"{name} has too many pixels; images may have at most {max_pixels:,} pixels") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise InferenceError(f"{name} could not be decoded ({exc}): the file is truncated or corrupt") from None
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        img = Image.new("RGB", rgba.size, (255, 255, 255))
+        img.paste(rgba, mask=rgba.getchannel("A"))
+    elif img.mode != "RGB":
+        img = img.convert("RGB")
+    return img
+
+
+def fit_image(img: Any, size: tuple[int, int]) -> np.ndarray:
+    """Centre-crop a PIL image to the aspect ratio of `size` = (H, W), resize it, and return (H, W, 3) uint8."""
+    from PIL import Image
+
+    h, w = size
+    iw, ih = img.size
+    if iw * h > ih * w:  # wider than the target: crop the sides
+        cw, ch = ih * w / h, ih
+    else:  # taller: crop top and bottom
+        cw, ch = iw, iw * h / w
+    box = ((iw - cw) / 2, (ih - ch) / 2, (iw + cw) / 2, (ih + ch) / 2)
+    fitted = img.resize((w, h), Image.Resampling.LANCZOS, box=box, reducing_gap=3.0)
+    return np.asarray(fitted, dtype=np.uint8).reshape(h, w, 3)
+
+
+def read_image(source: str | os.PathLike | bytes, size: tuple[int, int], *, name: str | None = None,
+               max_bytes: int = MAX_IMAGE_BYTES, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
+    """An image file (path or bytes) as the network sees it: (H, W, 3) uint8, centre-cropped and resized to `size`.
+
+    Raises:
+        InferenceError: See `open_image`.
+    """
+    return fit_image(open_image(source, name=name, max_bytes=max_bytes, max_pixels=max_pixels), size)
+
+
+# --------------------------------------------------------------------------- prediction
+def preprocess(images: np.ndarray, mean: Sequence[float] = MEAN, std: Sequence[float] = STD) -> np.ndarray:
+    """uint8 (N, H, W, 3) -> float32, standardised per channel exactly as training does (`explorer.data.normalise`)."""
+    x = np.asarray(images, dtype=np.float32)
+    scale = np.asarray([1.0 / (255.0 * s) for s in std], np.float32)
+    offset = np.asarray([-m / s for m, s in zip(mean, std, strict=True)], np.float32)
+    return x * scale + offset
+
+
+def softmax(scores: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of (N, C) scores."""
+    z = scores - scores.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def probabilities(model: Any, images: np.ndarray, mean: Sequence[float] = MEAN, std: Sequence[float] = STD, *,
+                  apply_softmax: bool | None = None, batch_size: int = 32) -> np.ndarray:
+    """Class probabilities (N, C) of uint8 images (N, H, W, 3) already at the model's input size.
+
+    Args:
+        apply_softmax: Apply a softmax to the outputs; None decides by the model's last layer (`ends_in_softmax`).
+    """
+    images = np.asarray(images)
+    if images.ndim == 3:
+        images = images[None]
+    if apply_softmax is None:
+        apply_softmax = not ends_in_softmax(model)
+    x = preprocess(images, mean, std)
+    parts = [np.asarray(model(x[i:i + batch_size], training=False), dtype=np.float64) for i in range(0, len(x), batch_size)]
+    out = np.concatenate(parts) if parts else np.zeros((0, 0))
+    return softmax(out) if apply_softmax else out
+
+
+def top_k(probs: np.ndarray, class_names: Sequence[str], k: int = DEFAULT_TOP) -> list[list[tuple[str, float]]]:
+    """The k most probable (name, probability) of each row, most probable first (ties: lower index first)."""
+    k = max(1, min(int(k), probs.shape[1]))
+    out = []
+    for row in np.asarray(probs):
+        order = np.argsort(-row, kind="stable")[:k]
+        out.append([(class_names[i], float(row[i])) for i in order])
+    return out
+
+
+def predict(model: Any, images: np.ndarray, class_names: Sequence[str] = CLASSES, mean: Sequence[float] = MEAN,
+            std: Sequence[float] = STD, top: int = DEFAULT_TOP, *, apply_softmax: bool | None = None
+            ) -> list[list[tuple[str, float]]]:
+    """Top-`top` classes with probabilities for each image.
+
+    Args:
+        model: A Keras image classifier (or `LoadedModel`, whose names and statistics then win over the arguments).
+        images: uint8 (N, H, W, 3) at the model's input size (see `read_image`), or one (H, W, 3) image.
+        class_names: One name per output.
+        mean: Per-channel mean in [0, 1] units used in training.
+        std: Per-channel standard deviation in [0, 1] units used in training.
+        top: How many classes per image (at most the number of classes).
+        apply_softmax: See `probabilities`.
+
+    Returns:
+        Per image, a list of (class name, probability), most probable first.
+    """
+    if isinstance(model, LoadedModel):
+        class_names, mean, std = model.meta.class_names, model.meta.mean, model.meta.std
+        apply_softmax = (not model.probabilities) if apply_softmax is None else apply_softmax
+        model = model.model
+    probs = probabilities(model, images, mean, std, apply_softmax=apply_softmax)
+    if probs.shape[1] != len(class_names):
+        raise InferenceError(f"the model has {probs.shape[1]} outputs but {len(class_names)} class names were given")
+    return top_k(probs, class_names, top)
+
+
+def thumbnail_note(meta: ModelMeta) -> str:
+    """An honest line on what the network sees and what its probabilities mean."""
+    h, w, _ = meta.input_shape or (32, 32, 3)
+    n = len(meta.class_names)
+    return (f"The network sees each image as a {h}×{w} thumbnail (centre-cropped to its aspect ratio, then shrunk) and "
+            f"must choose one of its {n} classes — even for a photo of something else. The probabilities are the "
+            "model's confidence, not a guarantee; a briefly trained model is often confidently wrong.")
