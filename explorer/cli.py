@@ -245,6 +245,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     settings = training.TrainSettings(
         recipe=args.recipe, epochs=args.epochs, seconds=args.seconds, subset=args.subset, batch_size=args.batch_size,
         flip=args.flip, crop=args.crop, val_split=args.val_split, precision=args.precision, tta=args.tta, seed=args.seed,
+        early_stopping=args.early_stopping, reduce_lr_on_plateau=args.reduce_lr_on_plateau,
+        checkpoint_best=args.checkpoint_best,
     )
     try:
         data = load_cifar10(args.data_dir)
@@ -275,6 +277,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         job.stop("interrupted (Ctrl-C)")
         job.join()
     result = job.result()
+    result["files"] = []  # what --out wrote
+    if args.out and result["status"] != "failed":
+        result["files"] = [str(path) for path in training.save_history(job, args.out)]
+        for path in result["files"]:
+            print(f"wrote {path}", file=sys.stderr)
+    if result.get("restored_best"):
+        print(f"the model holds the weights of epoch {result['best_epoch']} (lowest {result['monitor']})", file=sys.stderr)
+    if result["status"] == "done" and result["stop_reason"]:
+        print(result["stop_reason"], file=sys.stderr)
     for e in job.poll().epochs[shown_epochs:]:
         print(f"epoch {e['epoch']} ({e['fraction']:.0%}) at {e['seconds']:.0f}s: loss {e['loss']:.3f}", file=sys.stderr)
     if result["status"] == "failed":
@@ -289,6 +300,48 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         print(f"{result['status']}: {result['stop_reason']}")
     return EXIT_OK if result["status"] == "done" else 1
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """Top-K classes of images under a saved `.keras` model (text, or one JSON object); exit 2 on a bad model or image."""
+    import numpy as np
+
+    from explorer import inference
+
+    if args.top < 1:
+        raise ConfigError("top", f"--top {args.top} is not positive", "give --top 1 or more (default 5)")
+    try:
+        # Images and the archive are checked before TensorFlow starts, so a bad file costs nothing.
+        opened = [inference.open_image(path) for path in args.images]
+        inference.read_meta(args.model)
+        loaded = inference.load_model(args.model)
+        images = np.stack([inference.fit_image(img, loaded.input_size) for img in opened])
+        results = inference.predict(loaded, images, top=args.top)
+    except inference.InferenceError as exc:
+        print(f"python -m explorer: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    meta = loaded.meta
+    if meta.note:
+        print(f"note: {meta.note}", file=sys.stderr)
+    if args.json:
+        print(json.dumps({
+            "model": args.model,
+            "classes": list(meta.class_names),
+            "input_shape": list(meta.input_shape or ()),
+            "class_names_stored": meta.stored,
+            "predictions": [
+                {"image": path, "top": [{"class": name, "probability": prob} for name, prob in top]}
+                for path, top in zip(args.images, results, strict=True)
+            ],
+        }))
+        return EXIT_OK
+    h, w, _ = meta.input_shape
+    print(f"model {args.model}: {len(meta.class_names)} classes, input {h}×{w} (each image is centre-cropped and resized)")
+    for path, top in zip(args.images, results, strict=True):
+        print(f"\n{path}")
+        for rank, (name, prob) in enumerate(top, 1):
+            print(f"  {rank}. {name:24s} {prob:7.2%}")
+    return EXIT_OK
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -346,8 +399,26 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None, help="flip test-time augmentation")
     p.add_argument("--precision", choices=("auto", "float32", "mixed_bfloat16", "mixed_float16"))
     p.add_argument("--seed", type=int, default=0)
+    cb = p.add_argument_group("paper recipe: callbacks (epoch by epoch; watch the validation loss, or the training "
+                              "loss with --val-split 0)")
+    cb.add_argument("--early-stopping", type=int, metavar="N", help="stop when the loss has not improved for N epochs")
+    cb.add_argument("--reduce-lr-on-plateau", type=int, metavar="N",
+                    help="LR ÷10 when the loss has not improved for N epochs (down to 1e-4 × peak; replaces the step decay)")
+    cb.add_argument("--checkpoint-best", action="store_true",
+                    help="restore the weights of the epoch with the lowest loss before the test evaluation")
+    p.add_argument("--out", metavar="DIR", help="write history.csv, history.html (history.png with kaleido installed), "
+                   "model.keras and with --checkpoint-best best.keras into DIR")
     p.add_argument("--json", action="store_true", help="print one JSON object (test_accuracy, history, ...) as the last line")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("predict", help="top-K classes of your images under a saved .keras model (e.g. the Train tab's download)")
+    p.add_argument("--model", required=True, metavar="FILE.keras", help="a .keras file (class names stored inside are used; "
+                   "without them 10 outputs are taken as CIFAR-10)")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="PNG, JPEG, GIF, BMP or WebP files (at most 10 MiB each)")
+    p.add_argument("--top", type=int, default=5, metavar="K", help="classes per image (default 5)")
+    p.add_argument("--json", action="store_true", help='one JSON object: {"model", "classes", "predictions": '
+                   '[{"image", "top": [{"class", "probability"}]}]}')
+    p.set_defaults(func=cmd_predict)
     return parser
 
 
