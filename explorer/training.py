@@ -529,17 +529,13 @@ class TrainJob:
             return out
 
     def model_bytes(self) -> bytes:
-        """The trained model as a `.keras` file (made once, after the job has ended)."""
-        import tempfile
+        """The trained model as a `.keras` file, its class names and normalisation inside (made once, after the job has ended)."""
+        from explorer.inference import meta_for_data, save_model_bytes
 
         if self.model is None or self.active:
             raise RuntimeError("there is no trained model yet")
         if self._model_bytes is None:
-            with tempfile.TemporaryDirectory() as tmp:
-                path = os.path.join(tmp, "model.keras")
-                self.model.save(path)
-                with open(path, "rb") as fh:
-                    self._model_bytes = fh.read()
+            self._model_bytes = save_model_bytes(self.model, meta_for_data(self.model, self.data))
         return self._model_bytes
 
     # ------------------------------------------------------------- worker
