@@ -11,6 +11,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from explorer import guards
 from explorer.annotate import AnnotatedGraph
 from explorer.config import ConfigError, ResNetConfig
 from explorer.presets import PRESETS
@@ -96,7 +97,12 @@ def _keras_file(config: ResNetConfig, ag: AnnotatedGraph, stem: str) -> None:
         with st.spinner(f"Building {len(ag.graph):,} Keras layers…"):
             if rec and Path(rec["path"]).is_file():
                 Path(rec["path"]).unlink(missing_ok=True)
-            path = build_keras_file(config, ag, _tmp_dir())
+            try:
+                path = guards.within(guards.rerun_seconds(), build_keras_file, config, ag, _tmp_dir())
+            except guards.TooSlow as exc:
+                st.error(f"Building the Keras file was abandoned: {exc}. Try a shallower network.",
+                         icon=":material/timer_off:")
+                return
         ss[KERAS_FILE] = rec = {"config": key, "path": str(path)}
         ready = True
     if ready:

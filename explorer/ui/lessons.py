@@ -7,6 +7,7 @@ import os
 import numpy as np
 import streamlit as st
 
+from explorer import guards
 from explorer.annotate import AnnotatedGraph, build
 from explorer.config import ConfigError, ResNetConfig
 from explorer.teaching import anatomy, anatomy_dot, output_centre, receptive_box, ribbon
@@ -69,9 +70,13 @@ def _gradient_flow(config: ResNetConfig, ag: AnnotatedGraph) -> None:
             try:
                 batch = gradflow.load_batch(measured, size=size)
                 results.clear()  # keep one result per session: they hold small lists, but no need to pile up
-                results[key] = gradflow.report(measured, batch, twin=twin)
+                results[key] = guards.within(guards.rerun_seconds(), gradflow.report, measured, batch, twin=twin)
             except ConfigError as exc:
                 st.error(f"{exc.message}. {exc.hint}")
+                return
+            except guards.TooSlow as exc:
+                st.error(f"The pass was abandoned: {exc}. Pick a shallower network or a smaller batch.",
+                         icon=":material/timer_off:")
                 return
     result = results.get(key)
     if result is None:
