@@ -231,12 +231,20 @@ def cmd_train(args: argparse.Namespace) -> int:
     from explorer.data import DataError, load_cifar10
 
     config = config_from_args(args)
-    if args.adapt:
-        config = training.adapt_for_cifar(config)
-    problem = training.cifar_mismatch(config)
-    if problem:
-        raise ConfigError("input", problem.replace("Adapt it", "Add --adapt to adapt it"),
-                          "or choose a CIFAR preset such as resnet20")
+    folders = args.image_dir is not None
+    if folders:
+        _check_folder_flags(args)
+        if args.adapt:  # the images are resized to the configured H×W; --adapt sets 3 channels (and, below, the classes)
+            config = config.replace(input_shape=(*config.input_shape[:2], 3))
+    else:
+        if args.val_dir is not None:
+            raise ConfigError("val-dir", "--val-dir is for image folders", "give --image-dir DIR with it")
+        if args.adapt:
+            config = training.adapt_for_cifar(config)
+        problem = training.cifar_mismatch(config)
+        if problem:
+            raise ConfigError("input", problem.replace("Adapt it", "Add --adapt to adapt it"),
+                              "or choose a CIFAR preset such as resnet20")
     ag = build(config)
     if ag.errors:
         _print_diagnostics(ag, sys.stderr)
@@ -244,16 +252,37 @@ def cmd_train(args: argparse.Namespace) -> int:
                           "run `summary` with the same flags to see where")
     settings = training.TrainSettings(
         recipe=args.recipe, epochs=args.epochs, seconds=args.seconds, subset=args.subset, batch_size=args.batch_size,
-        flip=args.flip, crop=args.crop, val_split=args.val_split, precision=args.precision, tta=args.tta, seed=args.seed,
+        flip=args.flip, crop=args.crop, val_split=None if folders else args.val_split, precision=args.precision,
+        tta=args.tta, seed=args.seed,
         early_stopping=args.early_stopping, reduce_lr_on_plateau=args.reduce_lr_on_plateau,
         checkpoint_best=args.checkpoint_best,
     )
+    if args.out:  # before training, so an unwritable folder costs nothing
+        try:
+            Path(args.out).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError("out", f"cannot create the folder {args.out} ({exc.strerror or exc})",
+                              "give --out a folder you can write to") from None
     try:
-        data = load_cifar10(args.data_dir)
+        data = _load_folders(args, config) if folders else load_cifar10(args.data_dir)
     except DataError as exc:
         print(f"python -m explorer: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    print(f"data: {data.source} ({data.n_train:,} training, {data.n_test:,} test images)", file=sys.stderr)
+    if folders:
+        if args.adapt:
+            config = training.adapt_for_data(config, data)
+            ag = build(config)
+        problem = training.data_mismatch(config, data)
+        if problem:
+            raise ConfigError("classes", problem.replace("or adapt it", f"or add --adapt (--classes {data.num_classes})"),
+                              f"e.g. --input {'x'.join(map(str, data.image_shape))} --classes {data.num_classes}")
+        print(f"data: {data.source} ({data.n_train:,} training, {data.n_test:,} validation images)", file=sys.stderr)
+        print(f"classes ({data.num_classes}, training + validation images): {data.classes_text()}", file=sys.stderr)
+        print(f"images {data.sizes_text()}", file=sys.stderr)
+        if data.skipped:
+            print(data.skipped_text(), file=sys.stderr)
+    else:
+        print(f"data: {data.source} ({data.n_train:,} training, {data.n_test:,} test images)", file=sys.stderr)
     r = settings.resolved()
     print(f"training depth-{config.resolved_depth} network ({ag.total_params:,} params), recipe {r.recipe}, "
           f"budget {r.budget_text()}, batch {r.batch_size}", file=sys.stderr)
@@ -294,7 +323,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result))
     elif result["test_accuracy"] is not None:
-        print(f"test accuracy {result['test_accuracy']:.2%} (loss {result['test_loss']:.3f}, {result['test_images']:,} "
+        print(f"{'validation' if folders else 'test'} accuracy {result['test_accuracy']:.2%} (loss {result['test_loss']:.3f}, {result['test_images']:,} "
               f"images) after {result['train_seconds']:.0f} s of training, {result['epochs_fractional']:.2f} epochs, "
               f"{result['train_images_per_second'] or 0:,.0f} img/s ({result['precision']} on {result['device']})")
     else:
@@ -344,6 +373,25 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _check_folder_flags(args: argparse.Namespace) -> None:
+    """--image-dir goes with --val-dir or --val-split (not both), not with --data-dir."""
+    if args.data_dir is not None:
+        raise ConfigError("data-dir", "--data-dir (CIFAR-10) and --image-dir (your folders) exclude each other",
+                          "give one of them")
+    if args.val_dir is not None and args.val_split is not None:
+        raise ConfigError("val-split", "--val-dir and --val-split exclude each other",
+                          "give a separate validation folder or a fraction of --image-dir to hold out, not both")
+
+
+def _load_folders(args: argparse.Namespace, config: ResNetConfig):  # -> ImageFolders
+    """Read --image-dir (and --val-dir), resized to the configured input H×W."""
+    from explorer.imagefolder import DEFAULT_VAL_SPLIT, load_image_folders
+
+    split = DEFAULT_VAL_SPLIT if args.val_split is None else args.val_split
+    return load_image_folders(args.image_dir, val_dir=args.val_dir, val_split=split,
+                              image_size=tuple(config.input_shape[:2]), seed=args.seed)
+
+
 def make_parser() -> argparse.ArgumentParser:
     """The argument parser for all subcommands."""
     parser = _Parser(prog="python -m explorer", description="ResNet Explorer: describe, check and draw residual networks.")
@@ -381,11 +429,17 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="JSON: per network, per layer name, depth_index, grad_norm, activation_std")
     p.set_defaults(func=cmd_gradflow)
 
-    p = sub.add_parser("train", help="train the network on CIFAR-10 (progress on stderr; --json for one result object)")
+    p = sub.add_parser("train", help="train the network on CIFAR-10 or your image folders (progress on stderr; "
+                       "--json for one result object)")
     _add_config_flags(p)
-    p.add_argument("--adapt", action="store_true", help="train a non-CIFAR config with a 32x32x3 input and 10 classes")
+    p.add_argument("--adapt", action="store_true", help="train a non-CIFAR config with a 32x32x3 input and 10 classes "
+                   "(with --image-dir: 3 channels and one class per folder)")
     p.add_argument("--data-dir", metavar="DIR", help="folder with cifar-10-batches-bin/, cifar-10-batches-py/ or the "
                    "official .tar.gz (else $CIFAR10_DIR, else the Keras cache, else a download)")
+    p.add_argument("--image-dir", metavar="DIR", help="train on your own images instead: DIR/<class>/*.jpg|png, one "
+                   "folder per class, resized to the configured input HxW (--adapt sets the classes to the folders)")
+    p.add_argument("--val-dir", metavar="DIR", help="with --image-dir: validation images in the same class folders "
+                   "(else --val-split of --image-dir is held out)")
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--epochs", type=int, metavar="N", help="budget in epochs")
     budget.add_argument("--seconds", type=float, metavar="S", help="budget in seconds of training (default of the short recipe: 90)")
@@ -393,7 +447,8 @@ def make_parser() -> argparse.ArgumentParser:
                    help="short: time-budgeted one-cycle SGD for a CPU; paper: He et al. 2015 (SGD 0.1, step decay)")
     p.add_argument("--subset", type=int, metavar="N", help="train on N images (class-balanced)")
     p.add_argument("--batch-size", type=int, metavar="N")
-    p.add_argument("--val-split", type=float, metavar="F", help="fraction held out for validation (default 0.1)")
+    p.add_argument("--val-split", type=float, metavar="F", help="fraction held out for validation (default 0.1; "
+                   "with --image-dir: of each class folder, default 0.2)")
     p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None, help="random horizontal flips")
     p.add_argument("--crop", type=int, metavar="PX", help="random translations by up to PX pixels (0 = off)")
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None, help="flip test-time augmentation")

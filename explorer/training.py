@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from explorer import guards
 from explorer.config import ConfigError, ResNetConfig
 from explorer.data import CLASSES, NUM_CLASSES, Cifar10, DataError
 
@@ -37,6 +38,8 @@ ACTIVE = ("waiting", "running", "stopping")
 CIFAR_INPUT = (32, 32, 3)
 DEFAULT_IDLE_TIMEOUT = 60.0
 RECORD_INTERVAL = 0.5  # seconds between two per-batch history records
+PLATEAU_FACTOR = 0.1  # LR on plateau: the LR is multiplied by this ...
+PLATEAU_MIN_LR = 1e-4  # ... down to this fraction of the peak LR
 
 
 # --------------------------------------------------------------------------- recipes
@@ -144,6 +147,13 @@ class TrainSettings:
         tta: Flip test-time augmentation at evaluation.
         evaluate: Evaluate on the test set at the end.
         seed: Seed of the subset, split and shuffling.
+        early_stopping: Stop when the monitored loss (validation loss; the training loss when there is
+            no validation split) has not improved for this many epochs (None = off). Paper recipe only.
+        reduce_lr_on_plateau: Divide the learning rate by 10 when the monitored loss has not improved
+            for this many epochs, down to 1e-4 × the peak (None = off). While on, it replaces the step
+            schedule's drops: the schedule stays at the peak LR and only plateaus lower it. Paper recipe only.
+        checkpoint_best: Keep a copy of the weights of the epoch with the lowest monitored loss and
+            restore it before the test evaluation (the result's `best_epoch`). Paper recipe only.
     """
 
     recipe: str = DEFAULT_RECIPE
@@ -158,6 +168,9 @@ class TrainSettings:
     tta: bool | None = None
     evaluate: bool = True
     seed: int = 0
+    early_stopping: int | None = None
+    reduce_lr_on_plateau: int | None = None
+    checkpoint_best: bool = False
 
     def __post_init__(self) -> None:
         if self.recipe not in RECIPES:
@@ -180,6 +193,35 @@ class TrainSettings:
         if self.precision not in (None, "auto", "float32", "mixed_bfloat16", "mixed_float16"):
             raise ConfigError("precision", f"unknown precision {self.precision!r}",
                               "choose auto, float32, mixed_bfloat16 or mixed_float16")
+        self._check_callbacks()
+
+    def _check_callbacks(self) -> None:
+        """Early stopping, LR on plateau and the best-epoch checkpoint: epoch-wise options of the paper recipe.
+
+        The short recipe is refused: its one-cycle schedule is fitted to a time budget of a few epochs at
+        most and anneals to zero at the end, so a stop or a drop on a plateau would only cut it short.
+        """
+        for name, flag in (("early_stopping", "--early-stopping"), ("reduce_lr_on_plateau", "--reduce-lr-on-plateau")):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1000):
+                raise ConfigError(name, f"a patience of {value!r} epochs is not a whole number from 1 to 1000",
+                                  f"give {flag} N with N ≥ 1 epochs, e.g. 5")
+        if not isinstance(self.checkpoint_best, bool):
+            raise ConfigError("checkpoint_best", f"{self.checkpoint_best!r} is not true or false", "give true or false")
+        used = [flag for flag, on in (("early stopping", self.early_stopping is not None),
+                                       ("learning rate on plateau", self.reduce_lr_on_plateau is not None),
+                                       ("checkpoint of the best epoch", self.checkpoint_best)) if on]
+        if used and self.recipe != "paper":
+            field_name = ("early_stopping" if self.early_stopping is not None else
+                          "reduce_lr_on_plateau" if self.reduce_lr_on_plateau is not None else "checkpoint_best")
+            raise ConfigError(field_name, f"{' and '.join(used)} {'is an option' if len(used) == 1 else 'are options'} "
+                              f"of the paper recipe (epoch by epoch), not of the {self.recipe} recipe",
+                              "choose the paper recipe (--recipe paper), ideally with a budget in epochs")
+
+    @property
+    def callbacks_on(self) -> bool:
+        """Whether early stopping, LR on plateau or the best-epoch checkpoint is on."""
+        return self.early_stopping is not None or self.reduce_lr_on_plateau is not None or self.checkpoint_best
 
     @property
     def recipe_obj(self) -> Recipe:
@@ -287,6 +329,33 @@ def adapt_for_cifar(config: ResNetConfig) -> ResNetConfig:
     return config.replace(input_shape=CIFAR_INPUT, classes=NUM_CLASSES)
 
 
+def data_mismatch(config: ResNetConfig, data: Any) -> str | None:
+    """Why a config cannot train on a data set as it is (input or classes), or None when it can.
+
+    Args:
+        config: The network.
+        data: `Cifar10` (the message is `cifar_mismatch`'s) or `explorer.imagefolder.ImageFolders`.
+    """
+    if getattr(data, "kind", "") != "folders":
+        return cifar_mismatch(config)
+    shape, n = tuple(data.image_shape), data.num_classes
+    problems = []
+    if tuple(config.input_shape) != shape:
+        problems.append(f"its input is {'×'.join(map(str, config.input_shape))}")
+    if config.classes != n:
+        problems.append(f"it has {config.classes} classes")
+    if not problems:
+        return None
+    return (f"These image folders need a {'×'.join(map(str, shape))} input and {n} classes (one per folder), "
+            f"but {' and '.join(problems)}. Set the input to {'×'.join(map(str, shape))} and the classes to {n}, "
+            "or adapt it.")
+
+
+def adapt_for_data(config: ResNetConfig, data: Any) -> ResNetConfig:
+    """The same network with the data's input shape (H, W, C) and number of classes."""
+    return config.replace(input_shape=tuple(data.image_shape), classes=data.num_classes)
+
+
 class JobBusy(RuntimeError):
     """This session already has a training that has not finished."""
 
@@ -300,12 +369,13 @@ class Evaluation:
         test_accuracy: Top-1 accuracy on the test set (0..1).
         test_loss: Mean cross-entropy (no label smoothing).
         test_images: Number of test images.
-        per_class_accuracy: Accuracy of each class, in CLASSES order.
-        confusion: (10, 10) counts, rows = true class, columns = predicted class.
+        per_class_accuracy: Accuracy of each class, in `classes` order.
+        confusion: (C, C) counts, rows = true class, columns = predicted class.
         predictions: (N,) predicted class of each test image.
         confidence: (N,) probability of the predicted class.
         tta: Whether flip test-time augmentation was used.
         seconds: Time the evaluation took.
+        classes: The class names (CIFAR-10's unless the data set says otherwise).
     """
 
     test_accuracy: float
@@ -317,38 +387,41 @@ class Evaluation:
     confidence: np.ndarray
     tta: bool
     seconds: float
+    classes: tuple[str, ...] = CLASSES
 
     def to_dict(self) -> dict:
         """JSON-ready summary (no per-image arrays)."""
         return {
             "test_accuracy": self.test_accuracy, "test_loss": self.test_loss, "test_images": self.test_images,
-            "per_class_accuracy": dict(zip(CLASSES, self.per_class_accuracy, strict=True)),
+            "per_class_accuracy": dict(zip(self.classes, self.per_class_accuracy, strict=True)),
             "confusion": self.confusion.tolist(), "tta": self.tta, "evaluation_seconds": self.seconds,
         }
 
 
 def evaluate_predictions(probabilities: np.ndarray, labels: np.ndarray, *, tta: bool = False,
-                         seconds: float = 0.0) -> Evaluation:
+                         seconds: float = 0.0, classes: tuple[str, ...] = CLASSES) -> Evaluation:
     """Accuracy, loss, per-class accuracy and confusion matrix from predicted probabilities.
 
     Args:
-        probabilities: (N, 10) class probabilities.
+        probabilities: (N, C) class probabilities.
         labels: (N,) true classes.
         tta: Recorded in the result.
         seconds: Recorded in the result.
+        classes: The C class names.
     """
+    n = len(classes)
     probabilities = np.asarray(probabilities, dtype=np.float64)
     labels = np.asarray(labels).astype(np.int64).reshape(-1)
     predictions = probabilities.argmax(axis=1)
-    confusion = np.bincount(labels * NUM_CLASSES + predictions, minlength=NUM_CLASSES**2).reshape(NUM_CLASSES, NUM_CLASSES)
-    per_class = [float(confusion[c, c] / confusion[c].sum()) if confusion[c].sum() else float("nan") for c in range(NUM_CLASSES)]
+    confusion = np.bincount(labels * n + predictions, minlength=n**2).reshape(n, n)
+    per_class = [float(confusion[c, c] / confusion[c].sum()) if confusion[c].sum() else float("nan") for c in range(n)]
     picked = probabilities[np.arange(len(labels)), labels]
     loss = float(-np.log(np.clip(picked, 1e-7, 1.0)).mean()) if len(labels) else float("nan")
     return Evaluation(
         test_accuracy=float((predictions == labels).mean()) if len(labels) else float("nan"), test_loss=loss,
         test_images=int(len(labels)), per_class_accuracy=per_class, confusion=confusion,
         predictions=predictions.astype(np.int64), confidence=probabilities.max(axis=1).astype(np.float32),
-        tta=tta, seconds=seconds,
+        tta=tta, seconds=seconds, classes=tuple(classes),
     )
 
 
@@ -366,7 +439,9 @@ class Snapshot:
         epoch: Epochs done (fractional).
         steps: Batches done.
         batches: Per-batch records (step, epoch, images, seconds, loss, accuracy, lr, images_per_second).
-        epochs: Per-epoch records (epoch, seconds, loss, accuracy, val_loss, val_accuracy, lr).
+        epochs: Per-epoch records (epoch, seconds, loss, accuracy, val_loss, val_accuracy, lr — the LR the
+            epoch trained with —, best — the lowest monitored loss so far —, lr_reduced_to — set when a
+            plateau lowered the LR after it).
         evaluation: Test-set results once done.
         error: The error message when failed, or why it stopped.
         precision: The dtype policy in use.
@@ -396,29 +471,42 @@ class Snapshot:
 
 # --------------------------------------------------------------------------- the job
 class TrainJob:
-    """One training of one network on CIFAR-10, run in a daemon worker thread.
+    """One training of one network on CIFAR-10 (or image folders), run in a daemon worker thread.
 
     Args:
-        config: The network (must fit CIFAR-10: 32×32×3 input, 10 classes).
-        data: CIFAR-10 in memory (shared, read-only).
+        config: The network (must fit the data: for CIFAR-10 a 32×32×3 input and 10 classes, for
+            image folders their (H, W, 3) and one class per folder).
+        data: CIFAR-10 or `explorer.imagefolder.ImageFolders` in memory (shared, read-only). With
+            image folders the per-epoch validation and the final evaluation use their validation
+            images (the settings' val_split is not used).
         settings: Recipe, budget and knobs.
         idle_timeout: Stop by itself when nobody has called `poll()` for this many seconds
             (None = never; the CLI does not poll).
         slots: The semaphore capping concurrent trainings (default: the process-wide one).
         name: A label for the run (shown in the compare tab).
+        max_seconds: The server's limit on one training's wall time (`explorer.guards`; None = none).
+            A time budget above it is refused; an epoch budget ends there and is evaluated as it stands.
+        check_memory: Refuse to start (status "failed", with the reason) when the estimated memory
+            of the training is more than the machine has free (`explorer.guards`).
     """
 
     def __init__(self, config: ResNetConfig, data: Cifar10, settings: TrainSettings | None = None, *,
                  idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT, slots: threading.Semaphore | None = None,
-                 name: str | None = None) -> None:
-        problem = cifar_mismatch(config)
+                 name: str | None = None, max_seconds: float | None = None, check_memory: bool = True) -> None:
+        problem = data_mismatch(config, data)
         if problem:
-            raise ConfigError("input", problem, "use 'adapt' (input 32×32×3, 10 classes)")
+            shape, n = "×".join(map(str, data.image_shape)), data.num_classes
+            raise ConfigError("input", problem, f"use 'adapt' (input {shape}, {n} classes)")
         self.config = config
         self.data = data
         self.settings = (settings or TrainSettings()).resolved()
         self.recipe = self.settings.recipe_obj
         self.idle_timeout = idle_timeout
+        guards.check_train_seconds(self.settings.seconds, max_seconds)
+        self.max_seconds = max_seconds
+        self.check_memory = check_memory
+        self.capped = False  # ended at max_seconds
+        self.memory_estimate: int | None = None
         self.name = name or f"depth {config.resolved_depth}"
         self._slots = SLOTS if slots is None else slots
         self._lock = threading.Lock()
@@ -450,6 +538,10 @@ class TrainJob:
         self.finalize_seconds = 0.0
         self.n_train = 0
         self.n_val = 0
+        self.monitor: str | None = None  # "val_loss" or "loss": what best / early stopping / plateau watch
+        self.best_epoch: int | None = None  # the epoch with the lowest monitored loss so far (1-based)
+        self.best_weights: list[np.ndarray] | None = None  # its weights, with `checkpoint_best`
+        self.restored_best = False  # the model holds best_weights (restored before evaluating)
 
     # ------------------------------------------------------------- control (any thread)
     def start(self) -> TrainJob:
@@ -521,6 +613,11 @@ class TrainJob:
                 "epochs_fractional": round(self.epoch, 3),
                 "history": {"batches": list(self.batches), "epochs": list(self.epochs)},
                 "error": self.error, "stop_reason": self.stop_reason,
+                "ended_at_server_limit": self.capped, "memory_estimate_bytes": self.memory_estimate,
+                "monitor": self.monitor, "best_epoch": self.best_epoch, "restored_best": self.restored_best,
+                "data_source": self.data.source, "classes": list(self.data.classes),
+                "skipped_files": getattr(self.data, "skipped", 0),
+                "skipped_examples": list(getattr(self.data, "skipped_examples", ())),
             }
             if self.evaluation is not None:
                 out.update(self.evaluation.to_dict())
@@ -558,6 +655,7 @@ class TrainJob:
                 return
             try:
                 self._set(status="stopping" if self._stop.is_set() else "running", phase="preparing the data")
+                self._check_memory()
                 self._train()
             finally:
                 self._slots.release()
@@ -568,6 +666,27 @@ class TrainJob:
         except Exception as exc:  # shown to the user in one line; the traceback is kept for logs
             self.traceback = traceback.format_exc()
             self._finish("failed", error=f"{type(exc).__name__}: {exc}")
+
+    def _memory_args(self) -> dict:
+        from explorer.annotate import build
+
+        s = self.settings
+        images = self.data.n_train if s.subset is None else min(s.subset, self.data.n_train)
+        return {"ag": build(self.config), "batch_size": s.batch_size, "images": images, "flip": bool(s.flip),
+                "image_bytes": int(self.data.x_train[0].nbytes)}
+
+    def memory_needed(self) -> int:
+        """Estimated peak memory of this training in bytes (`explorer.guards.estimate_training_bytes`)."""
+        args = self._memory_args()
+        ag = args.pop("ag")
+        return guards.estimate_training_bytes(ag, **args)
+
+    def _check_memory(self) -> None:
+        """Refuse (ConfigError) a training that would not fit in the memory free now (checked once a slot is held)."""
+        args = self._memory_args()
+        ag = args.pop("ag")
+        estimate = (guards.check_training_memory if self.check_memory else guards.estimate_training_bytes)(ag, **args)
+        self._set(memory_estimate=estimate)
 
     def _wait_for_slot(self) -> bool:
         while not self._slots.acquire(timeout=0.1):
@@ -586,8 +705,11 @@ class TrainJob:
         s = self.settings
         keras = _keras()
         self._set(phase="preparing the data")
-        pipes = make_datasets(self.data, batch_size=s.batch_size, subset=s.subset, val_split=s.val_split,
+        folders = getattr(self.data, "kind", "") == "folders"
+        pipes = make_datasets(self.data, batch_size=s.batch_size, subset=s.subset, val_split=0.0 if folders else s.val_split,
                               flip=s.flip, crop=s.crop, seed=s.seed)
+        if folders:  # validate on the folders' own validation images
+            pipes.val, pipes.n_val = pipes.test, pipes.n_test
         self._set(n_train=pipes.n_train, n_val=pipes.n_val)
         devices = gpus()
         precision = choose_precision(s.precision, self.recipe)
@@ -615,6 +737,11 @@ class TrainJob:
                       shuffle=False)  # the pipeline shuffles
         if self.should_stop():
             return
+        if s.checkpoint_best and self.best_weights is not None:
+            # (before the BN recomputation below, which then fits the statistics to these weights)
+            self._set(phase="restoring the weights of the best epoch")
+            model.set_weights(self.best_weights)
+            self._set(restored_best=True)
         if self.recipe.recalibrate_bn and len(devices) <= 1:  # (an eager pass across mirrored replicas is not worth the risk)
             self._set(phase="recomputing BatchNorm statistics", eta=None)
             started = time.perf_counter()
@@ -623,7 +750,8 @@ class TrainJob:
         if self.should_stop() or not s.evaluate:
             return
         self._set(phase="evaluating on the test set", eta=None)
-        evaluation = evaluate_model(model, pipes.test, self.data.y_test, tta=s.tta, should_stop=self.should_stop)
+        evaluation = evaluate_model(model, pipes.test, self.data.y_test, tta=s.tta, should_stop=self.should_stop,
+                                    classes=tuple(self.data.classes))
         if evaluation is not None:
             self._set(evaluation=evaluation)
 
@@ -747,7 +875,7 @@ def _l2_sgd_class() -> type:
 
 
 def evaluate_model(model: Any, test_ds: Any, labels: np.ndarray, *, tta: bool = False,
-                   should_stop: Callable[[], bool] | None = None) -> Evaluation | None:
+                   should_stop: Callable[[], bool] | None = None, classes: tuple[str, ...] = CLASSES) -> Evaluation | None:
     """Predict the test set (optionally averaged with its mirror image) and score it.
 
     Returns:
@@ -776,7 +904,7 @@ def evaluate_model(model: Any, test_ds: Any, labels: np.ndarray, *, tta: bool = 
         if mirrored is None:
             return None
         probs = (probs + mirrored) / 2
-    return evaluate_predictions(probs, labels, tta=tta, seconds=time.perf_counter() - started)
+    return evaluate_predictions(probs, labels, tta=tta, seconds=time.perf_counter() - started, classes=classes)
 
 
 _CALLBACKS: tuple[type, type] | None = None
@@ -821,9 +949,28 @@ def _make_callback_classes() -> tuple[type, type]:
             self.t_first = None  # end of the first batch (tracing done)
             self.t_last = None  # end of the latest batch
             self.images_after_first = 0
-            self.lr = job.recipe.lr_at(0.0)
+            # Early stopping, LR on plateau and the best-epoch checkpoint watch one loss (lower is better).
+            # They live here rather than as Keras' EarlyStopping / ReduceLROnPlateau / ModelCheckpoint:
+            # validation runs inside this callback (fit's logs never hold val_loss), the LR set below at
+            # every batch would undo ReduceLROnPlateau's, and the best weights are kept in memory.
+            self.monitor = "val_loss" if pipes.val is not None else "loss"
+            self.best_value = math.inf
+            self.since_best = 0  # epochs without improvement (early stopping)
+            self.since_drop = 0  # epochs without improvement since the last LR drop (plateau)
+            self.lr_factor = 1.0  # lowered ×0.1 on each plateau
+            self.min_lr = PLATEAU_MIN_LR * job.recipe.peak_lr
+            job._set(monitor=self.monitor)
+            self.lr = self.scheduled_lr(0.0)
 
         # progress ----------------------------------------------------------------
+        def scheduled_lr(self, progress: float) -> float:
+            """The recipe's LR at `progress`; with LR on plateau, the peak LR times the plateau factor instead
+            (the plateaus replace the step schedule's drops)."""
+            recipe = self.job.recipe
+            if self.job.settings.reduce_lr_on_plateau is None:
+                return recipe.lr_at(progress)
+            return max(recipe.peak_lr * self.lr_factor, self.min_lr)
+
         def progress(self, now: float) -> float:
             if self.total_steps is not None:
                 return self.step / self.total_steps
@@ -833,6 +980,9 @@ def _make_callback_classes() -> tuple[type, type]:
             return min(1.0, (now - self.t_first) / max(remaining, 1e-6))
 
         def budget_over(self, now: float) -> bool:
+            if self.job.max_seconds is not None and now - self.t_start >= self.job.max_seconds:
+                self.job.capped = True
+                return True
             if self.total_steps is not None:
                 return self.step >= self.total_steps
             return now - self.t_start >= self.seconds
@@ -847,7 +997,7 @@ def _make_callback_classes() -> tuple[type, type]:
             self.last_record = (0, 0.0, 0.0, time.perf_counter())
 
         def on_train_batch_begin(self, batch: int, logs: Any = None) -> None:
-            lr = self.job.recipe.lr_at(self.progress(time.perf_counter()))
+            lr = self.scheduled_lr(self.progress(time.perf_counter()))
             if lr != self.lr:
                 self.model.optimizer.learning_rate = lr
                 self.lr = lr
@@ -881,7 +1031,7 @@ def _make_callback_classes() -> tuple[type, type]:
                 "complete": self.batch_in_epoch >= self.steps_per_epoch, "step": self.step,
                 "seconds": round(now - self.t_start, 3), "lr": self.lr,
                 "loss": _num(logs.get("loss")), "accuracy": _num(logs.get("accuracy")),
-                "val_loss": None, "val_accuracy": None,
+                "val_loss": None, "val_accuracy": None, "best": False, "lr_reduced_to": None,
             }
             if self.pipes.val is not None and not self.job.should_stop():
                 self.job._set(phase="validating")
@@ -889,8 +1039,42 @@ def _make_callback_classes() -> tuple[type, type]:
                 if not self.job.should_stop():
                     entry.update(val_loss=_num(val.get("loss")), val_accuracy=_num(val.get("accuracy")))
                 self.job._set(phase="training")
+            improved = False
+            if not self.job.should_stop():
+                improved = self.watch(entry, now)
             with self.job._lock:
+                if improved:  # one `best` row: the lowest monitored loss so far
+                    self.job.epochs[:] = [{**e, "best": False} if e.get("best") else e for e in self.job.epochs]
+                    self.job.best_epoch = entry["epoch"]
                 self.job.epochs.append(entry)
+
+        def watch(self, entry: dict, now: float) -> bool:
+            """Best epoch, LR on plateau and early stopping after an epoch; True when it improved the monitored loss."""
+            s = self.job.settings
+            value = entry.get(self.monitor)
+            if value is None:  # (a diverged loss: not an improvement, nothing to compare)
+                value = math.inf
+            if value < self.best_value:
+                self.best_value = value
+                self.since_best = self.since_drop = 0
+                entry["best"] = True
+                if s.checkpoint_best:
+                    self.job._set(best_weights=[np.array(w, copy=True) for w in self.model.get_weights()])
+                return True
+            self.since_best += 1
+            self.since_drop += 1
+            if self.budget_over(now):
+                return False
+            if (s.reduce_lr_on_plateau is not None and self.since_drop >= s.reduce_lr_on_plateau
+                    and self.scheduled_lr(0.0) > self.min_lr * (1 + 1e-9)):
+                self.lr_factor *= PLATEAU_FACTOR
+                self.since_drop = 0
+                entry["lr_reduced_to"] = self.scheduled_lr(0.0)
+            if s.early_stopping is not None and self.since_best >= s.early_stopping:
+                self.model.stop_training = True
+                epochs = f"{self.since_best} epoch{'s' if self.since_best != 1 else ''}"
+                self.job._set(stop_reason=f"early stopping: {self.monitor} did not improve for {epochs}")
+            return False
 
         def on_train_end(self, logs: Any = None) -> None:
             now = time.perf_counter()
@@ -1033,3 +1217,92 @@ def history_csv(batches: list[dict], epochs: list[dict]) -> str:
     if not frames:
         return "kind\n"
     return pd.concat(frames, ignore_index=True).to_csv(index=False)
+
+
+def history_figure(batches: list[dict], epochs: list[dict], *, title: str | None = None,
+                   best_epoch: int | None = None) -> Any:
+    """The loss and accuracy curves (`charts.live_curves`) with the best epoch and the LR drops marked."""
+    from explorer import charts
+
+    fig = charts.live_curves(batches, epochs, title=title)
+    for e in epochs:
+        x = e["epoch"] - 1 + e.get("fraction", 1.0)
+        if best_epoch is not None and e["epoch"] == best_epoch:
+            fig.add_vline(x=x, line={"color": "green", "dash": "dot", "width": 1.5},
+                          annotation_text=f"best (epoch {best_epoch})", annotation_position="top left")
+        if e.get("lr_reduced_to") is not None:
+            fig.add_vline(x=x, line={"color": "grey", "dash": "dash", "width": 1},
+                          annotation_text=f"LR → {e['lr_reduced_to']:.2g}", annotation_position="bottom right")
+    return fig
+
+
+def history_html(batches: list[dict], epochs: list[dict], *, title: str | None = None,
+                 best_epoch: int | None = None) -> str:
+    """`history_figure` as a standalone HTML page (plotly.js inlined: it opens offline)."""
+    fig = history_figure(batches, epochs, title=title, best_epoch=best_epoch)
+    return fig.to_html(include_plotlyjs=True, full_html=True)
+
+
+def save_history(source: TrainJob | RunRecord | dict, directory: str | os.PathLike) -> list[Any]:
+    """Write a run's history next to each other in `directory` (created when missing).
+
+    Files: `history.csv` (`history_csv`), `history.html` (`history_figure`, works offline),
+    `history.png` only when the optional `kaleido` package is installed (and can render); from a
+    finished `TrainJob` also `model.keras` (the model the job holds: the evaluated one) and, when
+    `checkpoint_best` restored the best epoch's weights, `best.keras` (the same model, by the name
+    Keras' ModelCheckpoint gives it).
+
+    Args:
+        source: A TrainJob, a RunRecord, or a `TrainJob.result()` dict (no model files from the last two).
+        directory: Where to write.
+
+    Returns:
+        The paths written, in the order above.
+    """
+    import logging
+    from pathlib import Path
+
+    if isinstance(source, dict):
+        history = source.get("history") or {}
+        batches, epochs = history.get("batches") or [], history.get("epochs") or []
+        name, best_epoch, job = source.get("name"), source.get("best_epoch"), None
+    else:
+        job = source if isinstance(source, TrainJob) else None
+        if job is not None:
+            snap = job.poll()
+            batches, epochs, best_epoch = snap.batches, snap.epochs, job.best_epoch
+        else:
+            batches, epochs = source.batches, source.epochs
+            best_epoch = next((e["epoch"] for e in epochs if e.get("best")), None)
+        name = source.name
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    csv_path = out / "history.csv"
+    csv_path.write_text(history_csv(batches, epochs), encoding="utf-8")
+    paths.append(csv_path)
+    fig = history_figure(batches, epochs, title=name, best_epoch=best_epoch)
+    html_path = out / "history.html"
+    fig.write_html(html_path, include_plotlyjs=True, full_html=True)
+    paths.append(html_path)
+    try:
+        import kaleido  # noqa: F401 - optional (it needs a Chrome); not in requirements
+    except ImportError:
+        pass
+    else:
+        png_path = out / "history.png"
+        try:
+            fig.write_image(png_path, width=1100, height=420, scale=2)
+            paths.append(png_path)
+        except Exception as exc:  # kaleido without a browser it can drive, …
+            logging.getLogger(__name__).warning("history.png not written: %s", exc)
+    if job is not None and job.model is not None and job.status in ("done", "stopped"):
+        model = job.model_bytes()
+        model_path = out / "model.keras"
+        model_path.write_bytes(model)
+        paths.append(model_path)
+        if job.restored_best:
+            best_path = out / "best.keras"
+            best_path.write_bytes(model)
+            paths.append(best_path)
+    return paths

@@ -13,10 +13,11 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
-from explorer import charts
+from explorer import charts, guards
 from explorer.annotate import AnnotatedGraph, build
 from explorer.config import ConfigError, ResNetConfig
-from explorer.data import CLASSES, ENV_VAR, HOW_TO_GET, Cifar10, DataError, find_source, load_cifar10
+from explorer.data import ENV_VAR, HOW_TO_GET, Cifar10, DataError, find_source, load_cifar10
+from explorer.imagefolder import DEFAULT_VAL_SPLIT, LAYOUT, ImageFolders, folder_signature, load_image_folders
 from explorer.training import (
     RECIPES,
     JobBusy,
@@ -24,11 +25,15 @@ from explorer.training import (
     TrainJob,
     TrainSettings,
     adapt_for_cifar,
+    adapt_for_data,
     cifar_mismatch,
+    data_mismatch,
     history_csv,
+    history_html,
     max_concurrent,
     start_job,
 )
+from explorer.ui.predict import render_predict_expander
 
 # Session-state keys (widgets start with "train_").
 JOB = "_train_job"  # the session's TrainJob (one at a time)
@@ -37,10 +42,15 @@ RECORDED = "_train_recorded"  # id() of the job already added to RUNS
 START_ERROR = "_train_start_error"  # why the last press of Train did not start a job
 RECIPE, BUDGET_KIND, SECONDS, EPOCHS = "train_recipe", "train_budget_kind", "train_seconds", "train_epochs"
 SUBSET, BATCH, FLIP, CROP, DATA_DIR, ADAPT = "train_subset", "train_batch", "train_flip", "train_crop", "train_data_dir", "train_adapt"
+SOURCE, FOLDER_ROOT, FOLDER_VAL = "train_source", "train_folder_root", "train_folder_val"
+FOLDER_SPLIT, FOLDER_ADAPT = "train_folder_split", "train_folder_adapt"
+CIFAR, FOLDERS = "CIFAR-10", "Image folders"  # the data sources
+CB_EARLY, CB_PLATEAU, CB_BEST = "train_cb_early_stopping", "train_cb_plateau", "train_cb_best"  # paper recipe only
 SUBSETS = ("1,000", "2,500", "5,000", "10,000", "25,000", "all")
 BATCH_SIZES = (32, 64, 128, 256, 512)
 GRID_IMAGES = 24
 MAX_RUNS = 30
+CIFAR_TRAIN_IMAGES = 50_000
 
 
 # ----------------------------------------------------------------------------------------- data
@@ -52,6 +62,72 @@ def shared_cifar10(data_dir: str, env_dir: str) -> Cifar10:
     """
     del env_dir
     return load_cifar10(data_dir or None)
+
+
+@st.cache_resource(max_entries=2, show_spinner="Reading the image folders …")
+def shared_folders(root: str, val_dir: str, val_split: float | None, size: tuple[int, int],
+                   signature: tuple) -> ImageFolders:
+    """Image folders resized to `size` (H, W), read once per process and shared read-only.
+
+    `signature` (the folders' mtimes) is only part of the cache key, so added or removed files are
+    seen. Failures are not cached.
+    """
+    del signature
+    return load_image_folders(root, val_dir=val_dir or None, val_split=val_split, image_size=size)
+
+
+def _folder_args(config: ResNetConfig) -> tuple:
+    """The arguments of `shared_folders` that the folder widgets and the network's input size give."""
+    state = st.session_state
+    root, val_dir = str(state.get(FOLDER_ROOT, "")).strip(), str(state.get(FOLDER_VAL, "")).strip()
+    split = None if val_dir else float(state.get(FOLDER_SPLIT, DEFAULT_VAL_SPLIT))
+    size = (int(config.input_shape[0]), int(config.input_shape[1]))
+    return root, val_dir, split, size, folder_signature(root, val_dir or None)
+
+
+def _folders_chosen() -> bool:
+    return st.session_state.get(SOURCE, CIFAR) == FOLDERS
+
+
+def _folder_section(config: ResNetConfig) -> ResNetConfig | None:
+    """Folder boxes, what was found in them (classes, counts, skipped files) and the adapt toggle.
+
+    Returns:
+        The network to train (adapted when asked), or None when there is nothing to train on yet.
+    """
+    st.session_state.setdefault(FOLDER_SPLIT, DEFAULT_VAL_SPLIT)
+    c1, c2, c3 = st.columns([2, 2, 1])
+    c1.text_input("Image folder", key=FOLDER_ROOT, placeholder="/path/to/images",
+                  help=f"{LAYOUT}. The folder names are the class names; every image is resized to the network's input.")
+    val_dir = c2.text_input("Validation folder (optional)", key=FOLDER_VAL, placeholder="(empty: hold out a fraction)",
+                            help="The same class subfolders with other images; else a fraction of each class is held out.")
+    c3.slider("Validation fraction", 0.05, 0.5, step=0.05, key=FOLDER_SPLIT, disabled=bool(val_dir.strip()),
+              help="Held out of each class folder when there is no validation folder.")
+    args = _folder_args(config)
+    if not args[0]:
+        st.info(f"Type the folder that holds your images: {LAYOUT} (JPEG, PNG, BMP or GIF).", icon=":material/folder_open:")
+        return None
+    try:
+        data = shared_folders(*args)
+    except DataError as exc:
+        st.error(str(exc), icon=":material/folder_off:")
+        return None
+    st.caption(f"**{data.num_classes} classes** (training + validation images): {data.classes_text()} — "
+               f"{data.n_train:,} + {data.n_test:,} images, {data.sizes_text()}.")
+    if data.skipped:
+        st.warning(data.skipped_text().capitalize() + " (not images, or damaged).", icon=":material/broken_image:")
+    mismatch = data_mismatch(config, data)
+    if mismatch:
+        st.warning(mismatch, icon=":material/photo_size_select_small:")
+        h, w, _ = data.image_shape
+        if not st.toggle(f"Adapt to the folders (input {h}×{w}×3, {data.num_classes} classes)", key=FOLDER_ADAPT):
+            return None
+        config = adapt_for_data(config, data)
+        adapted = build(config)
+        if adapted.errors:
+            st.error(f"Adapted, the network does not fit together ({adapted.errors[0].message}).", icon=":material/block:")
+            return None
+    return config
 
 
 def _source_line(data_dir: str) -> tuple[str, bool]:
@@ -131,7 +207,9 @@ def _controls() -> tuple[TrainSettings, str]:
         kind = st.radio("Budget", ("seconds", "epochs"), key=BUDGET_KIND, horizontal=True,
                         help="A time budget ends on the clock; the learning-rate schedule follows the clock.")
         if kind == "seconds":
-            st.number_input("Seconds of training", min_value=5, max_value=3600, value=90, step=15, key=SECONDS)
+            limit = int(guards.max_train_seconds() or 3600)
+            st.number_input("Seconds of training", min_value=5, max_value=limit, value=min(90, limit), step=15, key=SECONDS,
+                            help=f"At most {limit:,} s per training on this server.")
         else:
             st.number_input("Epochs", min_value=1, max_value=500, value=3, step=1, key=EPOCHS)
         st.select_slider("Training images", SUBSETS, value="all", key=SUBSET,
@@ -140,9 +218,26 @@ def _controls() -> tuple[TrainSettings, str]:
         st.selectbox("Batch size", BATCH_SIZES, key=BATCH)
         st.checkbox("Random flips", key=FLIP)
         st.checkbox("Random 4-pixel shifts", key=CROP)
-        data_dir = st.text_input("CIFAR-10 directory", key=DATA_DIR, placeholder=f"(empty: {ENV_VAR} or the Keras cache)",
-                                 help="A folder holding cifar-10-batches-bin/, cifar-10-batches-py/ or the official .tar.gz")
+        data_dir = "" if _folders_chosen() else st.text_input(
+            "CIFAR-10 directory", key=DATA_DIR, placeholder=f"(empty: {ENV_VAR} or the Keras cache)",
+            help="A folder holding cifar-10-batches-bin/, cifar-10-batches-py/ or the official .tar.gz")
+    if recipe == "paper":
+        _callback_controls()
     return _settings_from_state(), data_dir.strip()
+
+
+def _callback_controls() -> None:
+    """Early stopping, LR on plateau and the best-epoch checkpoint (epoch by epoch: options of the paper recipe)."""
+    with st.expander("Callbacks (paper recipe)", expanded=False, icon=":material/tune:"):
+        st.caption("Each watches the validation loss after every epoch (the training loss when nothing is held out).")
+        c1, c2, c3 = st.columns(3)
+        c1.number_input("Early stopping: patience (epochs, 0 = off)", min_value=0, max_value=100, value=0, step=1,
+                        key=CB_EARLY, help="Stop when the loss has not improved for this many epochs.")
+        c2.number_input("LR ÷10 on a plateau: patience (epochs, 0 = off)", min_value=0, max_value=100, value=0, step=1,
+                        key=CB_PLATEAU, help="Replaces the step decay: the LR stays at its peak and drops ÷10 when the "
+                        "loss has not improved for this many epochs (down to 1e-4 × the peak).")
+        c3.checkbox("Keep the best epoch's weights", key=CB_BEST,
+                    help="Restore the weights of the epoch with the lowest loss before the test evaluation.")
 
 
 def _settings_from_state() -> TrainSettings:
@@ -156,7 +251,17 @@ def _settings_from_state() -> TrainSettings:
         epochs=None if by_time else int(state.get(EPOCHS, 3)),
         subset=None if subset == "all" else int(str(subset).replace(",", "")),
         batch_size=int(state.get(BATCH, 256)), flip=bool(state.get(FLIP, True)), crop=4 if state.get(CROP) else 0,
+        **_callback_settings(state),
     )
+
+
+def _callback_settings(state: Any) -> dict:
+    """The paper recipe's callback options the controls hold (none under the short recipe)."""
+    if state.get(RECIPE, "short") != "paper":
+        return {}
+    early, plateau = int(state.get(CB_EARLY) or 0), int(state.get(CB_PLATEAU) or 0)
+    return {"early_stopping": early or None, "reduce_lr_on_plateau": plateau or None,
+            "checkpoint_best": bool(state.get(CB_BEST, False))}
 
 
 def _start(config: ResNetConfig) -> None:
@@ -164,11 +269,16 @@ def _start(config: ResNetConfig) -> None:
     st.session_state.pop(START_ERROR, None)
     try:
         settings = _settings_from_state()
-        data_dir = str(st.session_state.get(DATA_DIR, "")).strip()
-        data = shared_cifar10(data_dir, os.environ.get(ENV_VAR, ""))
-        job = start_job(_job(), config, data, settings, name=_run_name(config, settings))
+        if _folders_chosen():
+            data = shared_folders(*_folder_args(config))
+        else:
+            data_dir = str(st.session_state.get(DATA_DIR, "")).strip()
+            data = shared_cifar10(data_dir, os.environ.get(ENV_VAR, ""))
+        job = start_job(_job(), config, data, settings, name=_run_name(config, settings),
+                        max_seconds=guards.max_train_seconds())
     except DataError as exc:
-        st.session_state[START_ERROR] = f"**CIFAR-10 is not available.** {exc}"
+        what = "The image folders cannot be used" if _folders_chosen() else "CIFAR-10 is not available"
+        st.session_state[START_ERROR] = f"**{what}.** {exc}"
         return
     except JobBusy as exc:
         st.session_state[START_ERROR] = str(exc)
@@ -214,8 +324,27 @@ def _live_panel() -> None:
         st.rerun()  # the whole page: buttons, evaluation, compare tab
 
 
+def _memory_line(ag: AnnotatedGraph, settings: TrainSettings) -> None:
+    """The estimated memory of a CIFAR-10 training with these settings, against what the machine has free."""
+    r = settings.resolved()
+    images = min(r.subset or CIFAR_TRAIN_IMAGES, CIFAR_TRAIN_IMAGES)
+    need = guards.estimate_training_bytes(ag, batch_size=r.batch_size, images=images, flip=bool(r.flip))
+    free = guards.available_bytes()
+    text = f"Memory: about {guards.human(need)} for this training"
+    if free is None:
+        st.caption(text + ".")
+    elif need > guards.FREE_FRACTION * free:
+        st.warning(f"{text}, but the server has only {guards.human(free)} free: it will be refused. "
+                   "Choose a smaller batch size or a smaller network.", icon=":material/memory:")
+    else:
+        st.caption(f"{text} ({guards.human(free)} free on the server).")
+
+
 def _status_line(job: TrainJob) -> None:
     snap = job.poll()
+    if snap.status == "done" and job.capped:
+        st.info(f"Ended at the server's limit of {job.max_seconds:g} s per training (set by the teacher); "
+                "evaluated as it stood.", icon=":material/timer:")
     if snap.status == "failed":
         st.error(f"**Training failed.** {snap.error}", icon=":material/error:")
     elif snap.status == "stopped":
@@ -230,21 +359,32 @@ def _evaluation(job: TrainJob) -> None:
         return
     result = job.result()
     cols = st.columns(5)
-    cols[0].metric("Test accuracy", f"{ev.test_accuracy:.1%}",
-                   help=f"{ev.test_images:,} test images" + (" · averaged with mirror images (flip TTA)" if ev.tta else ""))
-    cols[1].metric("Test loss", f"{ev.test_loss:.3f}")
+    on = "Validation" if getattr(job.data, "kind", "") == "folders" else "Test"  # folders: their validation images
+    cols[0].metric(f"{on} accuracy", f"{ev.test_accuracy:.1%}",
+                   help=f"{ev.test_images:,} {on.lower()} images" + (" · averaged with mirror images (flip TTA)" if ev.tta else ""))
+    cols[1].metric(f"{on} loss", f"{ev.test_loss:.3f}")
     cols[2].metric("Training time", _fmt_seconds(result["train_seconds"]))
     ips = result["train_images_per_second"]
     cols[3].metric("Images / s", f"{ips:,.0f}" if ips else "—", help=f"{job.precision} on {job.device}")
     cols[4].metric("Epochs", f"{result['epochs_fractional']:.2f}")
     left, right = st.columns([1.1, 1])
-    left.plotly_chart(charts.confusion_matrix(ev.confusion), key="train_confusion", config={"displaylogo": False})
-    right.plotly_chart(charts.per_class_accuracy(ev.per_class_accuracy), key="train_per_class",
+    left.plotly_chart(charts.confusion_matrix(ev.confusion, classes=ev.classes), key="train_confusion",
+                      config={"displaylogo": False})
+    right.plotly_chart(charts.per_class_accuracy(ev.per_class_accuracy, classes=ev.classes), key="train_per_class",
                        config={"displaylogo": False})
     _image_grid(job)
-    d1, d2 = st.columns(2)
+    if job.stop_reason:  # e.g. early stopping
+        st.caption(f"Ended before the budget: {job.stop_reason}.")
+    if job.restored_best:
+        st.caption(f"The model holds the weights of **epoch {job.best_epoch}** (lowest {job.monitor}), restored before "
+                   "the test evaluation; the download below is that model.")
+    d1, d3, d2 = st.columns(3)
     d1.download_button("History (CSV)", history_csv(snap.batches, snap.epochs), file_name="history.csv",
                        mime="text/csv", key="train_dl_history", icon=":material/download:")
+    d3.download_button("History plot (HTML)",
+                       lambda: history_html(snap.batches, snap.epochs, title=job.name, best_epoch=job.best_epoch),
+                       file_name="history.html", mime="text/html", key="train_dl_history_html",
+                       icon=":material/download:", help="Loss and accuracy curves; opens offline in a browser.")
     d2.download_button("Trained model (.keras)", job.model_bytes, file_name="model.keras",
                        mime="application/octet-stream", key="train_dl_model", icon=":material/download:")
 
@@ -259,10 +399,12 @@ def _image_grid(job: TrainJob) -> None:
     # Mistakes first, the most confident first (those teach the most), then a few correct ones.
     wrong = wrong[np.argsort(-ev.confidence[wrong])]
     picked = np.concatenate([wrong[: GRID_IMAGES * 2 // 3], right[: GRID_IMAGES]])[:GRID_IMAGES]
-    with st.expander(f"Test images — {len(wrong):,} mistakes of {len(labels):,} (mistakes first)", expanded=False):
+    names = ev.classes
+    on = "Validation" if getattr(job.data, "kind", "") == "folders" else "Test"
+    with st.expander(f"{on} images — {len(wrong):,} mistakes of {len(labels):,} (mistakes first)", expanded=False):
         captions = [
-            f"{'✗' if ev.predictions[i] != labels[i] else '✓'} {CLASSES[ev.predictions[i]]} "
-            f"({ev.confidence[i]:.0%}) · true {CLASSES[labels[i]]}"
+            f"{'✗' if ev.predictions[i] != labels[i] else '✓'} {names[ev.predictions[i]]} "
+            f"({ev.confidence[i]:.0%}) · true {names[labels[i]]}"
             for i in picked
         ]
         st.image([job.data.x_test[i] for i in picked], caption=captions, width=96, clamp=True)
@@ -276,14 +418,21 @@ def render_train_tab(config: ResNetConfig, ag: AnnotatedGraph) -> None:
         config: The network the sidebar describes.
         ag: Its annotated graph (a graph with errors cannot be trained).
     """
-    st.subheader("Train on CIFAR-10")
+    st.subheader("Train on your image folders" if _folders_chosen() else "Train on CIFAR-10")
     if ag.errors:
         listed = "; ".join(f"**{d.node}**: {d.message}" for d in ag.errors[:3])
         st.error(f"This network does not fit together, so it cannot be trained: {listed}. See the **Debug** tab.",
                  icon=":material/block:")
         return
-    mismatch = cifar_mismatch(config)
-    if mismatch:
+    source = st.radio("Data", (CIFAR, FOLDERS), key=SOURCE, horizontal=True,
+                      help="CIFAR-10, or your own images in one folder per class (the folder names are the classes).")
+    mismatch = None if source == FOLDERS else cifar_mismatch(config)
+    if source == FOLDERS:
+        adapted_config = _folder_section(config)
+        if adapted_config is None:
+            return
+        config = adapted_config
+    elif mismatch:
         st.warning(mismatch, icon=":material/photo_size_select_small:")
         if not st.toggle("Adapt for CIFAR-10 (input 32×32×3, 10 classes)", key=ADAPT):
             return
@@ -296,8 +445,10 @@ def render_train_tab(config: ResNetConfig, ag: AnnotatedGraph) -> None:
     st.caption(f"Trains exactly this network ({config.resolved_depth} layers deep, "
                f"{ag.total_params:,} parameters) — one training per session.")
     settings, data_dir = _controls()
-    line, bad = _source_line(data_dir)
-    (st.error if bad else st.caption)(line)
+    if source == CIFAR:
+        line, bad = _source_line(data_dir)
+        (st.error if bad else st.caption)(line)
+        _memory_line(ag, settings)
 
     job = _job()
     if job is not None and not job.active:
@@ -313,6 +464,7 @@ def render_train_tab(config: ResNetConfig, ag: AnnotatedGraph) -> None:
     if job is None:
         st.info("Choose a budget and press **Train**. The curves appear after the first batch.",
                 icon=":material/fitness_center:")
+        render_predict_expander(None)
         return
     if job.config != config:
         st.caption(f"Showing the last run, **{job.name}**, of another network; press **Train** to train this one.")
@@ -320,6 +472,7 @@ def render_train_tab(config: ResNetConfig, ag: AnnotatedGraph) -> None:
     if not active:
         _status_line(job)
         _evaluation(job)
+        render_predict_expander(job)
 
 
 def render_compare_tab() -> None:
