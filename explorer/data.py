@@ -83,6 +83,32 @@ class Cifar10:
         """Number of test images."""
         return len(self.y_test)
 
+    # The same names as `explorer.imagefolder.ImageFolders`, so the trainer takes either.
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """The class names (label i is classes[i])."""
+        return CLASSES
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes (10)."""
+        return NUM_CLASSES
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(32, 32, 3)."""
+        return IMAGE_SHAPE
+
+    @property
+    def mean(self) -> tuple[float, float, float]:
+        """Per-channel mean used to normalise (CIFAR-10's training-set statistics)."""
+        return MEAN
+
+    @property
+    def std(self) -> tuple[float, float, float]:
+        """Per-channel standard deviation used to normalise."""
+        return STD
+
 
 @dataclass(frozen=True)
 class Source:
@@ -471,7 +497,8 @@ class Pipelines:
     steps_per_epoch: int
 
 
-def split_indices(labels: np.ndarray, *, subset: int | None, val_split: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def split_indices(labels: np.ndarray, *, subset: int | None, val_split: float, seed: int,
+                  num_classes: int = NUM_CLASSES) -> tuple[np.ndarray, np.ndarray]:
     """Stratified (class-balanced) indices for a training subset and a validation split.
 
     Args:
@@ -479,6 +506,7 @@ def split_indices(labels: np.ndarray, *, subset: int | None, val_split: float, s
         subset: Use only this many training+validation images (None = all).
         val_split: Fraction of them held out for validation (0 = none).
         seed: Random seed.
+        num_classes: Number of classes (labels are 0..num_classes-1).
 
     Returns:
         (train indices, validation indices), each shuffled.
@@ -490,19 +518,19 @@ def split_indices(labels: np.ndarray, *, subset: int | None, val_split: float, s
     order = rng.permutation(n)
     if subset is not None and subset < n:
         # Stratify: take images round-robin over classes so a small subset still holds every class.
-        by_class = [order[labels[order] == c] for c in range(NUM_CLASSES)]
-        per = [min(len(idx), subset // NUM_CLASSES + (1 if c < subset % NUM_CLASSES else 0)) for c, idx in enumerate(by_class)]
+        by_class = [order[labels[order] == c] for c in range(num_classes)]
+        per = [min(len(idx), subset // num_classes + (1 if c < subset % num_classes else 0)) for c, idx in enumerate(by_class)]
         order = rng.permutation(np.concatenate([idx[:k] for idx, k in zip(by_class, per, strict=True)]))
     n_val = int(round(len(order) * val_split))
     return order[n_val:], order[:n_val]
 
 
-def normalise(images: Any) -> Any:
-    """uint8 (B, H, W, C) tensor -> float32, per-channel standardised with CIFAR-10 statistics."""
+def normalise(images: Any, mean: tuple[float, ...] = MEAN, std: tuple[float, ...] = STD) -> Any:
+    """uint8 (B, H, W, C) tensor -> float32, per-channel standardised (default: CIFAR-10 statistics, in [0, 1] units)."""
     import tensorflow as tf
 
-    scale = tf.constant([1.0 / (255.0 * s) for s in STD], tf.float32)
-    offset = tf.constant([-m / s for m, s in zip(MEAN, STD, strict=True)], tf.float32)
+    scale = tf.constant([1.0 / (255.0 * s) for s in std], tf.float32)
+    offset = tf.constant([-m / s for m, s in zip(mean, std, strict=True)], tf.float32)
     return tf.cast(images, tf.float32) * scale + offset
 
 
@@ -537,7 +565,7 @@ def augment_batch(images: Any, *, flip: bool, crop: int, seed: int | None = None
     return x
 
 
-def make_datasets(data: Cifar10, *, batch_size: int = 256, subset: int | None = None, val_split: float = 0.1,
+def make_datasets(data: Any, *, batch_size: int = 256, subset: int | None = None, val_split: float = 0.1,
                   flip: bool = True, crop: int = 0, seed: int = 0, eval_batch_size: int | None = None) -> Pipelines:
     """Build the training, validation and test pipelines.
 
@@ -545,7 +573,8 @@ def make_datasets(data: Cifar10, *, batch_size: int = 256, subset: int | None = 
     normalised and augmented as whole batches, which costs little CPU next to the network.
 
     Args:
-        data: The data set.
+        data: The data set: `Cifar10` or `explorer.imagefolder.ImageFolders` (its classes, and its
+            mean and std for the normalisation, come from it).
         batch_size: Global training batch size.
         subset: Train on this many images (class-balanced; None = all).
         val_split: Fraction of the (subset of the) training set held out for validation.
@@ -561,12 +590,17 @@ def make_datasets(data: Cifar10, *, batch_size: int = 256, subset: int | None = 
 
     if batch_size < 1:
         raise DataError(f"batch size {batch_size} is not positive: give a batch size of 1 or more.")
-    train_idx, val_idx = split_indices(data.y_train, subset=subset, val_split=val_split, seed=seed)
+    train_idx, val_idx = split_indices(data.y_train, subset=subset, val_split=val_split, seed=seed,
+                                       num_classes=data.num_classes)
     if len(train_idx) < batch_size:
         raise DataError(f"only {len(train_idx):,} training images after subset and validation split, fewer than one batch "
                         f"of {batch_size}: use a larger subset or a smaller batch size.")
     eval_bs = eval_batch_size or max(batch_size, 500)
-    one_hot = np.eye(NUM_CLASSES, dtype=np.float32)
+    one_hot = np.eye(data.num_classes, dtype=np.float32)
+    mean, std = tuple(data.mean), tuple(data.std)
+
+    def norm(images: Any) -> Any:
+        return normalise(images, mean, std)
 
     selected = np.concatenate([train_idx, val_idx])
     images = data.x_train[selected]  # only the images this run uses
@@ -587,7 +621,7 @@ def make_datasets(data: Cifar10, *, batch_size: int = 256, subset: int | None = 
         labels = tf.gather(y_all, idx)
         if flip:
             idx = idx + tf.cast(tf.random.uniform(tf.shape(idx)) < 0.5, idx.dtype) * n_sel
-        return normalise(augment_batch(tf.gather(x_all, idx), flip=False, crop=crop)), labels
+        return norm(augment_batch(tf.gather(x_all, idx), flip=False, crop=crop)), labels
 
     n_train = len(train_pos)
     train = (
@@ -601,11 +635,11 @@ def make_datasets(data: Cifar10, *, batch_size: int = 256, subset: int | None = 
     if len(val_pos):
         val = (
             tf.data.Dataset.from_tensor_slices(val_pos).batch(eval_bs).map(gather)
-            .map(lambda x, y: (normalise(x), y)).prefetch(1)
+            .map(lambda x, y: (norm(x), y)).prefetch(1)
         )
     test = (
         tf.data.Dataset.from_tensor_slices((data.x_test, one_hot[data.y_test])).batch(eval_bs)
-        .map(lambda x, y: (normalise(x), y)).prefetch(1)
+        .map(lambda x, y: (norm(x), y)).prefetch(1)
     )
     return Pipelines(train=train, val=val, test=test, n_train=n_train, n_val=len(val_pos), n_test=data.n_test,
                      batch_size=batch_size, steps_per_epoch=n_train // batch_size)
