@@ -18,9 +18,11 @@ from explorer.annotate import AnnotatedGraph, fmt_shape
 from explorer.config import ConfigError, ResNetConfig
 from explorer.presets import PRESETS
 from explorer.ui import classroom, common, sidebar
+from explorer.ui.server_state import keep_keras_state
 from explorer.ui.urlstate import diff_fields, parse_query, to_query
 
 log = logging.getLogger("explorer.app")
+keep_keras_state()  # Streamlit would clear the Keras session after every rerun, under running trainings
 
 BOOTED = "_booted"
 RUN_MS = "_run_ms"

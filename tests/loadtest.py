@@ -99,7 +99,7 @@ async def trainer(browser, url: str, index: int, outcomes: list[str], errors: li
     page = await ctx.new_page()
     try:
         await page.goto(f"{url}/?preset=resnet20&depth=8&tab=Train", timeout=120_000)
-        seconds = page.get_by_label("Seconds of training")
+        seconds = page.locator(".st-key-train_seconds input")
         await seconds.fill("10", timeout=120_000)
         await seconds.press("Enter")
         await page.wait_for_timeout(1500)
