@@ -10,7 +10,7 @@ import pytest
 from explorer import guards
 from explorer import training as T
 from explorer.annotate import build
-from explorer.config import ConfigError, ResNetConfig
+from explorer.config import ConfigError
 from explorer.presets import PRESETS
 from tests.test_training import TINY, data, fixture_dir  # noqa: F401 - pytest fixtures
 
