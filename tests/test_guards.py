@@ -66,7 +66,7 @@ def test_available_bytes_is_plausible():
     assert free is None or 0 < free < 2**50
 
 
-def test_job_refused_for_memory_fails_with_the_reason(data, monkeypatch):  # noqa: F811
+def test_job_refused_for_memory_fails_with_the_reason(data, monkeypatch):
     monkeypatch.setenv(guards.MAX_TRAIN_MEMORY_ENV, "1")
     job = T.TrainJob(TINY, data, T.TrainSettings(epochs=1, batch_size=50), slots=threading.Semaphore(1)).start()
     assert job.join(60)
@@ -77,14 +77,14 @@ def test_job_refused_for_memory_fails_with_the_reason(data, monkeypatch):  # noq
 
 
 # ----------------------------------------------------------------------------------------- training length
-def test_time_budget_above_the_limit_is_refused(data):  # noqa: F811
+def test_time_budget_above_the_limit_is_refused(data):
     with pytest.raises(ConfigError) as err:
         T.TrainJob(TINY, data, T.TrainSettings(seconds=120), max_seconds=60)
     assert err.value.field == "seconds" and guards.MAX_TRAIN_SECONDS_ENV in err.value.hint
     T.TrainJob(TINY, data, T.TrainSettings(seconds=60), max_seconds=60)  # at the limit: fine
 
 
-def test_epoch_budget_ends_at_the_limit_and_is_evaluated(data):  # noqa: F811
+def test_epoch_budget_ends_at_the_limit_and_is_evaluated(data):
     settings = T.TrainSettings(epochs=500, batch_size=50, val_split=0.0)
     job = T.TrainJob(TINY, data, settings, slots=threading.Semaphore(1), max_seconds=3).start()
     assert job.join(120)

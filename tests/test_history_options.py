@@ -12,8 +12,7 @@ import pytest
 
 from explorer import training as T
 from explorer.config import ConfigError, ResNetConfig
-from explorer.data import load_cifar10
-from tests.test_data import write_layout
+from tests.test_training import data, fixture_dir  # noqa: F401 - pytest fixtures (1,000 training, 200 test images)
 
 TINY = ResNetConfig(depth=8, filters=4)
 HUGE_LR = 1e30  # the weights overflow within a few batches: every later loss is NaN, so it never improves
@@ -29,16 +28,6 @@ class DivergesLater(T.Recipe):
         return 0.05 if progress < self.good else HUGE_LR
 
 
-@pytest.fixture(scope="module")
-def fixture_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cifar")
-    write_layout(root, "binary", n_per_class=20)  # 1,000 training and 200 test images
-    return root
-
-
-@pytest.fixture(scope="module")
-def data(fixture_dir):
-    return load_cifar10(fixture_dir, allow_download=False)
 
 
 def paper(monkeypatch, **recipe_fields) -> None:
