@@ -101,8 +101,13 @@ class AnnotatedGraph:
 
     @property
     def non_trainable_params(self) -> int:
-        """Non-trainable parameters (BN moving mean and variance)."""
+        """Non-trainable parameters (BN moving mean and variance, and all of the frozen layers')."""
         return self.total_params - self.trainable_params
+
+    @property
+    def frozen_params(self) -> int:
+        """Parameters of the frozen layers (fine-tuning, `config.freeze`): all of them are non-trainable."""
+        return sum(self.info[n.name].params for n in self.graph if n.attrs.get("frozen"))
 
     @property
     def macs(self) -> int:

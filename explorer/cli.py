@@ -55,6 +55,8 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--dropout", type=float, metavar="RATE")
     g.add_argument("--input", metavar="HxWxC", help="input shape, e.g. 32x32x3")
     g.add_argument("--classes", type=int, metavar="N")
+    g.add_argument("--freeze", type=int, metavar="K", help="fine-tuning: freeze the stem and the first K stages "
+                   "(0 = train everything; the number of stages = only the head trains)")
 
 
 def config_from_args(args: argparse.Namespace) -> ResNetConfig:
@@ -72,7 +74,7 @@ def config_from_args(args: argparse.Namespace) -> ResNetConfig:
         base = ResNetConfig()
     changes: dict = {}
     for field in ("version", "block", "stages", "filters", "shortcut", "stem", "head", "dropout", "classes",
-                  "width_rule", "stride_at", "downsample"):
+                  "width_rule", "stride_at", "downsample", "freeze"):
         value = getattr(args, field)
         if value is not None:
             changes[field] = value
@@ -255,8 +257,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         flip=args.flip, crop=args.crop, val_split=None if folders else args.val_split, precision=args.precision,
         tta=args.tta, seed=args.seed,
         early_stopping=args.early_stopping, reduce_lr_on_plateau=args.reduce_lr_on_plateau,
-        checkpoint_best=args.checkpoint_best,
+        checkpoint_best=args.checkpoint_best, weights=args.weights,
     )
+    training.check_weights(config, settings)  # before reading the data: another body, no such file
     if args.out:  # before training, so an unwritable folder costs nothing
         try:
             Path(args.out).mkdir(parents=True, exist_ok=True)
@@ -286,11 +289,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     r = settings.resolved()
     print(f"training depth-{config.resolved_depth} network ({ag.total_params:,} params), recipe {r.recipe}, "
           f"budget {r.budget_text()}, batch {r.batch_size}", file=sys.stderr)
+    if args.weights is not None:
+        print(f"starting from ImageNet weights ({args.weights}); "
+              + (f"frozen: stem + stage 1–{config.freeze} ({ag.trainable_params:,} trainable params)" if config.freeze
+                 else "nothing frozen (--freeze K freezes the stem and K stages)"), file=sys.stderr)
     job = training.TrainJob(config, data, settings, idle_timeout=None, name=f"depth-{config.resolved_depth}").start()
-    shown_epochs, last_line = 0, 0.0
+    shown_epochs, last_line, weights_shown = 0, 0.0, False
     try:
         while not job.join(0.5):
             snap = job.poll()
+            weights_shown = weights_shown or _print_weights(job)
             for e in snap.epochs[shown_epochs:]:
                 val = "" if e["val_accuracy"] is None else f", val loss {e['val_loss']:.3f} acc {e['val_accuracy']:.2%}"
                 print(f"epoch {e['epoch']} ({e['fraction']:.0%}) at {e['seconds']:.0f}s: loss {e['loss']:.3f} "
@@ -305,6 +313,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         job.stop("interrupted (Ctrl-C)")
         job.join()
+    if not weights_shown:
+        _print_weights(job)
     result = job.result()
     result["files"] = []  # what --out wrote
     if args.out and result["status"] != "failed":
@@ -329,6 +339,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         print(f"{result['status']}: {result['stop_reason']}")
     return EXIT_OK if result["status"] == "done" else 1
+
+
+def _print_weights(job) -> bool:  # job: training.TrainJob
+    """Say once what the ImageNet weights gave (on stderr); False while they are not loaded."""
+    report = job.weights_report
+    if report is None:
+        return False
+    new = f"; new: {', '.join(report.skipped)}" if report.skipped else ""
+    print(f"ImageNet weights: {report.layers} layers ({report.params:,} params) copied from {report.source}{new}",
+          file=sys.stderr)
+    return True
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -461,6 +482,10 @@ def make_parser() -> argparse.ArgumentParser:
                     help="LR ÷10 when the loss has not improved for N epochs (down to 1e-4 × peak; replaces the step decay)")
     cb.add_argument("--checkpoint-best", action="store_true",
                     help="restore the weights of the epoch with the lowest loss before the test evaluation")
+    p.add_argument("--weights", metavar="imagenet|FILE.h5",
+                   help="start from ImageNet weights (presets resnet50v2/101v2/152v2, any input size and classes): "
+                   "imagenet = the Keras cache ~/.keras/models or a download; or a keras.applications weights file. "
+                   "With --freeze K the stem and K stages stay fixed")
     p.add_argument("--out", metavar="DIR", help="write history.csv, history.html (history.png with kaleido installed), "
                    "model.keras and with --checkpoint-best best.keras into DIR")
     p.add_argument("--json", action="store_true", help="print one JSON object (test_accuracy, history, ...) as the last line")

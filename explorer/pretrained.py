@@ -59,15 +59,53 @@ class LoadReport:
     skipped: tuple[str, ...]
 
 
-def find_weights(preset: str, *, weights: str | Path | None = None, include_top: bool = True) -> Path | None:
-    """A local weights file: the one given, else keras.applications' cache (~/.keras/models); None if absent."""
+def find_weights(preset: str, *, weights: str | Path | None = None, include_top: bool = True,
+                 either: bool = False) -> Path | None:
+    """A local weights file: the one given, else keras.applications' cache (~/.keras/models); None if absent.
+
+    Args:
+        preset: resnet50v2, resnet101v2 or resnet152v2.
+        weights: A file the user gave (raises WeightsError, saying where to put it, when it is not there).
+        include_top: Look for the file with the ImageNet classifier (else the `_notop` one) in the cache.
+        either: Fall back to the other of the two cached files (the full one serves a new head as well).
+    """
     if weights is not None:
         path = Path(weights).expanduser()
         if not path.is_file():
             raise WeightsError("weights", f"no weights file at {path}", _where_to_put(preset))
         return path
-    cached = Path("~/.keras/models").expanduser() / WEIGHT_FILES[preset][0 if include_top else 1]
-    return cached if cached.is_file() else None
+    order = (include_top, not include_top) if either else (include_top,)
+    for top in order:
+        cached = Path("~/.keras/models").expanduser() / WEIGHT_FILES[preset][0 if top else 1]
+        if cached.is_file():
+            return cached
+    return None
+
+
+def file_has_top(path: str | Path) -> bool | None:
+    """Whether a keras.applications weights file holds the ImageNet classifier (`predictions`); None if unknown.
+
+    Reads both formats: the legacy `.h5` that keras.applications downloads (layer names in its
+    attributes) and Keras 3's `.weights.h5` from `save_weights` (layers by class: a `dense` layer).
+    """
+    try:
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            group = f["model_weights"] if "layer_names" not in f.attrs and "model_weights" in f else f
+            if "layer_names" in group.attrs:
+                names = [n.decode() if isinstance(n, bytes) else str(n) for n in group.attrs["layer_names"]]
+                return "predictions" in names
+            if "layers" in f:
+                return any(str(name).startswith("dense") for name in f["layers"])
+    except Exception:  # noqa: BLE001 - not an HDF5 file, h5py missing, ...: decided by the name, then by loading
+        return None
+    return None
+
+
+def where_to_put(preset: str) -> str:
+    """Where a weights file of `preset` goes (for a page or a hint)."""
+    return _where_to_put(preset)
 
 
 def _where_to_put(preset: str) -> str:
@@ -84,7 +122,8 @@ def reference_model(preset: str, *, weights: str | Path | None = None, include_t
     keras = _keras()
     cls = getattr(keras.applications, APPLICATIONS[preset])
     path = find_weights(preset, weights=weights, include_top=include_top)
-    kwargs = {"include_top": include_top, "input_shape": input_shape}
+    # The weights do not depend on H×W, but keras.applications wants at least 32×32.
+    kwargs = {"include_top": include_top, "input_shape": (max(input_shape[0], 32), max(input_shape[1], 32), input_shape[2])}
     if path is not None:
         model = cls(weights=None, **kwargs)
         try:
@@ -141,8 +180,14 @@ def load_imagenet_weights(model: Any, config: ResNetConfig, *, weights: str | Pa
     Args:
         model: Our Keras model (from `explorer.keras_build.build_model(config)`).
         config: Its config: a `resnet50v2/101v2/152v2` body, any classes, input size and freezing.
-        weights: A local `.h5` weights file of keras.applications (with or without the top).
+        weights: A local weights file of keras.applications, with or without the top: the downloaded
+            legacy `.h5` or a `.weights.h5` from `save_weights`. None: the Keras cache
+            (~/.keras/models), else a download.
         download: Whether to try keras.applications' download when no local file is found.
+
+    Raises:
+        WeightsError: Not a ResNetV2 body, no weights file (the hint says where to put it), or a file
+            or layer that does not fit.
     """
     from explorer.annotate import build
 
@@ -150,9 +195,18 @@ def load_imagenet_weights(model: Any, config: ResNetConfig, *, weights: str | Pa
     if preset is None:
         raise WeightsError("preset", "ImageNet weights exist only for the resnet50v2/101v2/152v2 bodies",
                            "start from preset resnet50v2, resnet101v2 or resnet152v2 (classes, input size and freezing may change)")
-    include_top = config.classes == 1000 and (weights is None or "notop" not in str(weights))
-    ref = reference_model(preset, weights=weights, include_top=include_top,
+    if config.input_shape[2] != 3:
+        raise WeightsError("input", f"ImageNet weights need a 3-channel (RGB) input, not {config.input_shape[2]} channels",
+                           "set the input channels to 3")
+    want_top = config.classes == 1000
+    path = find_weights(preset, weights=weights, include_top=want_top, either=True)
+    if path is None:
+        include_top = want_top
+    else:  # the file decides (a new head for other classes is left as initialised either way)
+        has_top = file_has_top(path)
+        include_top = ("notop" not in path.name) if has_top is None else has_top
+    ref = reference_model(preset, weights=path, include_top=include_top,
                           input_shape=tuple(config.input_shape), download=download)
     layers, params, skipped = copy_weights(ref, model, build(config).graph)
-    source = str(weights) if weights else "keras.applications (cache or download)"
+    source = str(path) if path is not None else f"keras.applications download ({APPLICATIONS[preset]})"
     return LoadReport(preset, source, layers, params, skipped)

@@ -154,6 +154,10 @@ class TrainSettings:
             schedule's drops: the schedule stays at the peak LR and only plateaus lower it. Paper recipe only.
         checkpoint_best: Keep a copy of the weights of the epoch with the lowest monitored loss and
             restore it before the test evaluation (the result's `best_epoch`). Paper recipe only.
+        weights: Start from ImageNet weights (`explorer.pretrained`; resnet50v2/101v2/152v2 bodies only):
+            None = random initialisation, "imagenet" = keras.applications' cache (~/.keras/models) or a
+            download, else the path of a local keras.applications weights file (`.h5`). The config's
+            `freeze` says what stays fixed; a head for other classes starts new.
     """
 
     recipe: str = DEFAULT_RECIPE
@@ -171,6 +175,7 @@ class TrainSettings:
     early_stopping: int | None = None
     reduce_lr_on_plateau: int | None = None
     checkpoint_best: bool = False
+    weights: str | None = None
 
     def __post_init__(self) -> None:
         if self.recipe not in RECIPES:
@@ -193,7 +198,15 @@ class TrainSettings:
         if self.precision not in (None, "auto", "float32", "mixed_bfloat16", "mixed_float16"):
             raise ConfigError("precision", f"unknown precision {self.precision!r}",
                               "choose auto, float32, mixed_bfloat16 or mixed_float16")
+        if self.weights is not None and (not isinstance(self.weights, str) or not self.weights.strip()):
+            raise ConfigError("weights", f"{self.weights!r} is not a weights source",
+                              "give imagenet or the path of a keras.applications .h5 weights file")
         self._check_callbacks()
+
+    @property
+    def weights_file(self) -> str | None:
+        """The local weights file given (None for none or for "imagenet")."""
+        return None if self.weights in (None, "imagenet") else self.weights
 
     def _check_callbacks(self) -> None:
         """Early stopping, LR on plateau and the best-epoch checkpoint: epoch-wise options of the paper recipe.
@@ -356,6 +369,25 @@ def adapt_for_data(config: ResNetConfig, data: Any) -> ResNetConfig:
     return config.replace(input_shape=tuple(data.image_shape), classes=data.num_classes)
 
 
+def check_weights(config: ResNetConfig, settings: TrainSettings) -> None:
+    """Refuse ImageNet weights before a training starts: another body than resnet50v2/101v2/152v2, a file that is
+    not there, or not 3 input channels (`explorer.pretrained.WeightsError`, a ConfigError whose hint says what to do)."""
+    if settings.weights is None:
+        return
+    from explorer import pretrained
+
+    preset = pretrained.base_preset(config)
+    if preset is None:
+        raise pretrained.WeightsError(
+            "weights", "ImageNet weights exist only for the resnet50v2/101v2/152v2 bodies",
+            "start from preset resnet50v2, resnet101v2 or resnet152v2 (classes, input size and freezing may change), "
+            "or train from scratch")
+    if config.input_shape[2] != 3:
+        raise pretrained.WeightsError("input", f"ImageNet weights need a 3-channel (RGB) input, not "
+                                      f"{config.input_shape[2]} channels", "set the input channels to 3")
+    pretrained.find_weights(preset, weights=settings.weights_file)
+
+
 class JobBusy(RuntimeError):
     """This session already has a training that has not finished."""
 
@@ -501,6 +533,7 @@ class TrainJob:
         self.data = data
         self.settings = (settings or TrainSettings()).resolved()
         self.recipe = self.settings.recipe_obj
+        check_weights(config, self.settings)
         self.idle_timeout = idle_timeout
         guards.check_train_seconds(self.settings.seconds, max_seconds)
         self.max_seconds = max_seconds
@@ -542,6 +575,7 @@ class TrainJob:
         self.best_epoch: int | None = None  # the epoch with the lowest monitored loss so far (1-based)
         self.best_weights: list[np.ndarray] | None = None  # its weights, with `checkpoint_best`
         self.restored_best = False  # the model holds best_weights (restored before evaluating)
+        self.weights_report: Any = None  # explorer.pretrained.LoadReport once ImageNet weights are loaded
 
     # ------------------------------------------------------------- control (any thread)
     def start(self) -> TrainJob:
@@ -618,12 +652,23 @@ class TrainJob:
                 "data_source": self.data.source, "classes": list(self.data.classes),
                 "skipped_files": getattr(self.data, "skipped", 0),
                 "skipped_examples": list(getattr(self.data, "skipped_examples", ())),
+                **self._weights_result(),
             }
             if self.evaluation is not None:
                 out.update(self.evaluation.to_dict())
             else:
                 out.update(test_accuracy=None, test_loss=None, test_images=0)
             return out
+
+    def _weights_result(self) -> dict:
+        """The result's `weights_*` keys: where the ImageNet weights came from and what was copied (None without)."""
+        report = self.weights_report
+        return {
+            "weights_source": None if report is None else report.source,
+            "weights_layers_copied": None if report is None else report.layers,
+            "weights_params_copied": None if report is None else report.params,
+            "weights_skipped": None if report is None else list(report.skipped),
+        }
 
     def model_bytes(self) -> bytes:
         """The trained model as a `.keras` file, its class names and normalisation inside (made once, after the job has ended)."""
@@ -720,6 +765,10 @@ class TrainJob:
             return
         with strategy.scope():
             model = build_training_model(self.config, precision=precision)
+            if s.weights is not None:
+                self._load_weights(model)
+                if self.should_stop():
+                    return
             optimizer = make_optimizer(self.recipe, precision=precision)
             model.compile(
                 optimizer=optimizer,
@@ -754,6 +803,16 @@ class TrainJob:
                                     classes=tuple(self.data.classes))
         if evaluation is not None:
             self._set(evaluation=evaluation)
+
+    def _load_weights(self, model: Any) -> None:
+        """Copy the ImageNet weights into the freshly built model (a WeightsError fails the job, saying where to put the file)."""
+        from explorer import pretrained
+
+        self._set(phase="loading ImageNet weights")
+        s = self.settings
+        report = pretrained.load_imagenet_weights(model, self.config, weights=s.weights_file,
+                                                  download=s.weights == "imagenet")
+        self._set(weights_report=report)
 
 
 def _keras() -> Any:

@@ -41,9 +41,17 @@ def _metrics(ag: AnnotatedGraph) -> None:
     cols = st.columns(6)
     cols[0].metric("Depth", ag.depth, help="Weighted layers on the main path: stem conv + block convs + classifier.")
     cols[1].metric("Parameters", human(ag.total_params), help=f"{ag.total_params:,} in all")
+    frozen = ag.frozen_params
     cols[2].metric("Trainable", human(ag.trainable_params),
-                   help=f"{ag.trainable_params:,} trainable; {ag.non_trainable_params:,} non-trainable (BatchNorm statistics)")
-    cols[3].metric("Non-trainable", human(ag.non_trainable_params), help="BatchNorm moving mean and variance.")
+                   help=f"{ag.trainable_params:,} trainable; {ag.non_trainable_params:,} non-trainable (BatchNorm statistics"
+                        + (f", {frozen:,} frozen)" if frozen else ")"))
+    cols[3].metric("Non-trainable", human(ag.non_trainable_params),
+                   help="BatchNorm moving mean and variance" + (f", and the {frozen:,} params of the frozen layers." if frozen else "."))
+    freeze = ag.config.freeze
+    if freeze:
+        body = "the whole body: only the head trains" if freeze == ag.config.stages else f"stem + stage 1–{freeze}"
+        st.caption(f":material/ac_unit: **Fine-tuning** — frozen: {body}. **{ag.frozen_params:,}** params frozen "
+                   f"(drawn icy blue), **{ag.trainable_params:,}** trainable.")
     cols[4].metric("MACs / image", human(ag.macs), help=f"{ag.macs:,} multiply-accumulates for one image")
     cols[5].metric("Activations / image", human_bytes(ag.activation_bytes),
                    help=f"{ag.activation_bytes:,} bytes of float32 layer outputs for one image ({len(ag.graph):,} layers)")

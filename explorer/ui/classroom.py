@@ -9,7 +9,8 @@ from typing import Any
 KEY = "_classroom"
 PRESENT = "w_present"  # the sidebar's presentation toggle
 PARAMS = ("hide", "lock", "present")
-CONTROLS = ("version", "block", "stages", "filters", "depth", "blocks", "shortcut", "stem", "head", "data", "advanced")
+CONTROLS = ("version", "block", "stages", "filters", "depth", "blocks", "shortcut", "stem", "head", "data", "freeze",
+            "advanced")
 """Sidebar controls a link can hide (`hide=shortcut,depth` or `hide=all`)."""
 
 _TRUE = {"1", "true", "yes", "on"}

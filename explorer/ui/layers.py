@@ -23,7 +23,9 @@ COLUMNS = {
     "role": st.column_config.TextColumn("role", width="small"),
     "output_shape": st.column_config.TextColumn("output H×W×C"),
     "params": st.column_config.NumberColumn("params", format="localized"),
-    "trainable_params": st.column_config.NumberColumn("trainable", format="localized"),
+    "trainable_params": st.column_config.NumberColumn("trainable", format="localized",
+                                                      help="Parameters the optimizer updates (not BN statistics, not frozen layers)"),
+    "frozen": st.column_config.CheckboxColumn("frozen", width="small", help="Fine-tuning: this layer is not trained"),
     "macs": st.column_config.NumberColumn("MACs", format="localized"),
     "receptive_field": st.column_config.NumberColumn("RF", format="%d px",
                                                       help="Input pixels (per side) that can influence one output pixel"),
@@ -35,6 +37,8 @@ COLUMNS = {
 
 # Shown in this order (the block is in the name); `block`, `trainable_params` and `jump` stay in the CSV.
 SHOWN = ["name", "type", "stage", "role", "output_shape", "params", "macs", "receptive_field", "memory_bytes"]
+SHOWN_FROZEN = [*SHOWN[:6], "trainable_params", "frozen", *SHOWN[6:]]
+"""The columns when layers are frozen (fine-tuning): trainable params and the frozen flag beside the params."""
 
 
 def stage_label(stage: int, stages: int) -> str:
@@ -76,6 +80,8 @@ def render(config: ResNetConfig, ag: AnnotatedGraph) -> None:
         f"**{len(view):,}** of {len(df):,} layers · params {human(int(view['params'].sum()))} "
         f"(network {human(ag.total_params)}) · MACs {human(int(view['macs'].sum()))} · "
         f"activations {human_bytes(int(view['memory_bytes'].sum()))} per image"
+        + (f" · trainable {human(int(view['trainable_params'].sum()))}, {int(view['frozen'].sum()):,} layers frozen"
+           if config.freeze else "")
     )
     broken = {d.node for d in ag.diagnostics}
     shown = view
@@ -83,7 +89,7 @@ def render(config: ResNetConfig, ag: AnnotatedGraph) -> None:
         st.caption("Rows with a problem are marked ⚠ (see the Debug tab).")
         shown = view.assign(name=[f"⚠ {n}" if n in broken else n for n in view["name"]])
     st.dataframe(shown, hide_index=True, width="stretch", height=min(38 + 35 * len(view), 560), column_config=COLUMNS,
-                 column_order=SHOWN)
+                 column_order=SHOWN_FROZEN if config.freeze else SHOWN)
     stem = f"{common.current_preset()}_layers"
     d1, d2, _ = st.columns([1, 1, 2])
     d1.download_button("Download CSV (shown rows)", lambda: view.to_csv(index=False), file_name=f"{stem}_filtered.csv",

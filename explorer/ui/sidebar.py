@@ -59,7 +59,7 @@ KEYS = {
     "stride_at": "w_stride_at", "downsample": "w_downsample", "first_preact": "w_first_preact",
     "projection_from": "w_projection_from", "projection_bn": "w_projection_bn", "stem": "w_stem", "head": "w_head",
     "dropout": "w_dropout", "classes": "w_classes", "conv_bias": "w_conv_bias", "explicit_padding": "w_explicit_padding",
-    "initializer": "w_initializer", "l2": "w_l2", "bn_epsilon": "w_bn_epsilon",
+    "initializer": "w_initializer", "l2": "w_l2", "bn_epsilon": "w_bn_epsilon", "freeze": "w_freeze",
 }
 EXPLICIT = "w_explicit"
 INPUT_KEYS = ("w_input_h", "w_input_w", "w_input_c")
@@ -286,6 +286,9 @@ def render() -> SidebarResult:
         c2.number_input("Width", min_value=1, max_value=MAX_INPUT_SIDE, step=1, key=INPUT_KEYS[1])
         c3.number_input("Channels", min_value=1, max_value=MAX_CHANNELS, step=1, key=INPUT_KEYS[2])
         sb.number_input("Classes", min_value=2, max_value=MAX_CLASSES, step=1, key=KEYS["classes"])
+    freeze_caption = _freeze(sb, stages) if mode.shows("freeze") else None
+    if not mode.shows("freeze"):  # hidden by a classroom link: keep the value, within the stages
+        ss[KEYS["freeze"]] = min(int(ss.get(KEYS["freeze"], base.freeze)), stages)
     if mode.shows("advanced"):
         _advanced(sb, version=int(ss[KEYS["version"]]))
     if mode.active:
@@ -301,12 +304,44 @@ def render() -> SidebarResult:
         config, error = base, exc
         sb.error(f"**{exc.field}**: {exc.message}  \n→ {exc.hint}", icon=":material/warning:")
     ss[common.CONFIG] = config.to_json()
+    if freeze_caption is not None:
+        freeze_caption.caption(_freeze_text(config))
     changed = diff_fields(config, PRESETS[preset].config)
     if changed:
         sb.divider()
         sb.caption("Changed from the preset: " + ", ".join("input" if c == "input_shape" else c for c in changed))
         sb.button("Reset to preset", on_click=_on_reset, icon=":material/restart_alt:", width="stretch")
     return SidebarResult(config, preset, error)
+
+
+def _freeze_label(k: int, stages: int) -> str:
+    if k == 0:
+        return "0 · train everything"
+    if k == stages:
+        return f"{k} · whole body: only the head trains"
+    return f"{k} · stem + stage 1" + (f"–{k}" if k > 1 else "")
+
+
+def _freeze(sb, stages: int):  # -> the placeholder of the trainable/frozen caption
+    """The fine-tuning control: how many stages (after the stem) to freeze; 0 trains everything."""
+    ss = st.session_state
+    if int(ss.get(KEYS["freeze"], 0)) > stages:  # fewer stages than frozen ones: freeze the whole body
+        ss[KEYS["freeze"]] = stages
+    sb.markdown("#### Fine-tuning")
+    sb.selectbox("Freeze (fine-tuning)", list(range(stages + 1)), key=KEYS["freeze"],
+                 format_func=lambda k: _freeze_label(k, stages),
+                 help="Frozen layers keep their weights while training (e.g. ImageNet weights, see the Train tab); "
+                      "the new head trains. Frozen layers are drawn icy blue.")
+    return sb.empty()
+
+
+def _freeze_text(config: ResNetConfig) -> str:
+    """'Trainable … · frozen …' for the sidebar (the annotated graph is cached)."""
+    ag = common.annotated(config.to_json())
+    if not config.freeze:
+        return f"Trainable {ag.trainable_params:,} of {ag.total_params:,} params (nothing frozen)."
+    return (f"Trainable **{ag.trainable_params:,}** · frozen **{ag.frozen_params:,}** of {ag.total_params:,} params "
+            "(BN statistics aside).")
 
 
 def _blocks_for(block: str, stages: int, depth: int) -> tuple[int, ...]:

@@ -8,6 +8,7 @@ run by the worker: threads never call `st.*` or touch the session state.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -18,6 +19,7 @@ from explorer.annotate import AnnotatedGraph, build
 from explorer.config import ConfigError, ResNetConfig
 from explorer.data import ENV_VAR, HOW_TO_GET, Cifar10, DataError, find_source, load_cifar10
 from explorer.imagefolder import DEFAULT_VAL_SPLIT, LAYOUT, ImageFolders, folder_signature, load_image_folders
+from explorer.pretrained import WeightsError, base_preset, find_weights, where_to_put
 from explorer.training import (
     RECIPES,
     JobBusy,
@@ -46,6 +48,7 @@ SOURCE, FOLDER_ROOT, FOLDER_VAL = "train_source", "train_folder_root", "train_fo
 FOLDER_SPLIT, FOLDER_ADAPT = "train_folder_split", "train_folder_adapt"
 CIFAR, FOLDERS = "CIFAR-10", "Image folders"  # the data sources
 CB_EARLY, CB_PLATEAU, CB_BEST = "train_cb_early_stopping", "train_cb_plateau", "train_cb_best"  # paper recipe only
+WEIGHTS_ON, WEIGHTS_FILE = "train_weights_on", "train_weights_file"  # resnet50v2/101v2/152v2 bodies only
 SUBSETS = ("1,000", "2,500", "5,000", "10,000", "25,000", "all")
 BATCH_SIZES = (32, 64, 128, 256, 512)
 GRID_IMAGES = 24
@@ -154,7 +157,7 @@ def _runs() -> list[RunRecord]:
 def _run_name(config: ResNetConfig, settings: TrainSettings) -> str:
     kind = "plain" if config.shortcut == "none" else "resnet"
     base = f"{kind}-{config.resolved_depth}" + ("-v2" if config.version == 2 else "")
-    base += f" · {settings.recipe} {settings.budget_text()}"
+    base += f" · {settings.recipe} {settings.budget_text()}" + (" · ImageNet" if settings.weights else "")
     taken = {r.name for r in _runs()}
     job = _job()
     if job is not None:
@@ -264,11 +267,57 @@ def _callback_settings(state: Any) -> dict:
             "checkpoint_best": bool(state.get(CB_BEST, False))}
 
 
+def _weights_choice(config: ResNetConfig) -> str | None:
+    """The settings' `weights`: None (random), "imagenet" (the Keras cache or a download) or the file typed in."""
+    state = st.session_state
+    if base_preset(config) is None or not state.get(WEIGHTS_ON):
+        return None
+    return str(state.get(WEIGHTS_FILE, "")).strip() or "imagenet"
+
+
+def _weights_section(config: ResNetConfig) -> None:
+    """For a resnet50v2/101v2/152v2 body: start from ImageNet weights, from a file or the Keras cache (or a download).
+
+    Says whether the weights are found and, when not, where to put the file (no traceback).
+    """
+    preset = base_preset(config)
+    if preset is None:
+        return
+    st.checkbox("Start from ImageNet weights", key=WEIGHTS_ON,
+                help=f"keras.applications' ImageNet weights of {preset}, copied layer by layer into this network; "
+                     "a head for other classes starts new. Set *Freeze (fine-tuning)* in the sidebar to keep the body fixed.")
+    if not st.session_state.get(WEIGHTS_ON):
+        return
+    typed = st.text_input("Weights file", key=WEIGHTS_FILE,
+                          placeholder="~/.keras/models/… (empty: the Keras cache or a download)",
+                          help="A keras.applications weights file (.h5, with or without the classifier).").strip()
+    if config.freeze:
+        body = "the whole body — only the head trains" if config.freeze == config.stages else f"stem + stage 1–{config.freeze}"
+        st.caption(f":material/ac_unit: Frozen: {body}.")
+    else:
+        st.caption("Nothing frozen: every layer trains from the ImageNet start (set *Freeze (fine-tuning)* in the "
+                   "sidebar to train only the head).")
+    try:
+        path = find_weights(preset, weights=typed or None, include_top=config.classes == 1000, either=True)
+    except WeightsError as exc:
+        st.warning(f"**{exc.message[0].upper() + exc.message[1:]}.** {exc.hint[0].upper() + exc.hint[1:]}.",
+                   icon=":material/file_present:")
+        return
+    if path is None:
+        st.info(f"No ImageNet weights for {preset} on this server yet: **Train** will try to download them through "
+                f"Keras (about 100 MB). Offline? {where_to_put(preset)[0].upper() + where_to_put(preset)[1:]}.",
+                icon=":material/cloud_download:")
+    else:
+        size = path.stat().st_size / 2**20
+        st.caption(f"Weights found: `{path}` ({size:,.1f} MB). ImageNet was trained on inputs scaled to [-1, 1]; "
+                   "this pipeline standardises per channel, which fine-tuning absorbs.")
+
+
 def _start(config: ResNetConfig) -> None:
     """Train button callback: read the data (cached), start the job; errors are kept for the page to show."""
     st.session_state.pop(START_ERROR, None)
     try:
-        settings = _settings_from_state()
+        settings = replace(_settings_from_state(), weights=_weights_choice(config))
         if _folders_chosen():
             data = shared_folders(*_folder_args(config))
         else:
@@ -345,6 +394,11 @@ def _status_line(job: TrainJob) -> None:
     if snap.status == "done" and job.capped:
         st.info(f"Ended at the server's limit of {job.max_seconds:g} s per training (set by the teacher); "
                 "evaluated as it stood.", icon=":material/timer:")
+    report = job.weights_report
+    if report is not None:
+        new = f"; new: {', '.join(report.skipped)}" if report.skipped else ""
+        st.caption(f":material/ac_unit: Started from ImageNet weights: {report.layers} layers ({report.params:,} params) "
+                   f"copied from `{report.source}`{new}.")
     if snap.status == "failed":
         st.error(f"**Training failed.** {snap.error}", icon=":material/error:")
     elif snap.status == "stopped":
@@ -445,6 +499,7 @@ def render_train_tab(config: ResNetConfig, ag: AnnotatedGraph) -> None:
     st.caption(f"Trains exactly this network ({config.resolved_depth} layers deep, "
                f"{ag.total_params:,} parameters) — one training per session.")
     settings, data_dir = _controls()
+    _weights_section(config)
     if source == CIFAR:
         line, bad = _source_line(data_dir)
         (st.error if bad else st.caption)(line)
