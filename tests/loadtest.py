@@ -72,8 +72,8 @@ async def student(browser, url: str, index: int, changes: int, times: list[float
     try:
         await page.goto(f"{url}/?preset={preset}", timeout=120_000)
         await page.wait_for_selector(TITLE, timeout=120_000)
-        slider = page.get_by_role("slider").first
-        await slider.wait_for(timeout=60_000)
+        slider = page.locator(".st-key-w_depth input[type=range]")  # react-aria: a visually hidden range input
+        await slider.wait_for(state="attached", timeout=60_000)
         for k in range(changes):
             before = await title(page)
             await slider.focus()
@@ -140,8 +140,15 @@ async def run(args: argparse.Namespace, url: str) -> None:
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         started = time.perf_counter()
-        tasks = [student(browser, url, i, args.changes, times, errors) for i in range(args.sessions)]
-        tasks += [trainer(browser, url, i, outcomes, errors) for i in range(args.trainers)]
+        async def bounded(name: str, coro) -> None:
+            try:
+                await asyncio.wait_for(coro, args.task_timeout)
+            except TimeoutError:
+                errors.append(f"{name}: did not end within {args.task_timeout:g} s")
+            print(f"[{time.perf_counter() - started:5.0f} s] {name} ended ({len(errors)} errors so far)", flush=True)
+
+        tasks = [bounded(f"session {i}", student(browser, url, i, args.changes, times, errors)) for i in range(args.sessions)]
+        tasks += [bounded(f"trainer {i}", trainer(browser, url, i, outcomes, errors)) for i in range(args.trainers)]
         await asyncio.gather(*tasks)
         wall = time.perf_counter() - started
         await browser.close()
@@ -162,6 +169,7 @@ def main() -> None:
     parser.add_argument("--changes", type=int, default=10)
     parser.add_argument("--trainers", type=int, default=5)
     parser.add_argument("--cap", type=int, default=2)
+    parser.add_argument("--task-timeout", type=float, default=600.0, help="seconds after which a session counts as hung")
     args = parser.parse_args()
     from benchmarks.bench_memory import write_fixture
 

@@ -86,6 +86,10 @@ def test_degradation_subtab_runs_and_fills_compare(fixture_dir):
     button.click().run()
     assert not at.exception
     lesson = at.session_state["_degradation_lesson"]
+    labels = [b.label for b in at.button]
+    assert "Stop the lesson" in labels and "Run the degradation lesson" not in labels, labels  # redrawn at once
+    budget = [s for s in at.select_slider if s.label in ("Seconds per network", "Training images")]
+    assert len(budget) == 2 and all(s.disabled for s in budget)
     lesson.stop()
     assert lesson.join(timeout=60)
     at.run()

@@ -148,6 +148,9 @@ def _anatomy(config: ResNetConfig) -> None:
 
 LESSON = "_degradation_lesson"
 LESSON_RECORDED = "_degradation_recorded"
+LESSON_ERROR = "_degradation_error"
+LESSON_DRAWN_RUNNING = "_degradation_drawn_running"
+LESSON_SECONDS, LESSON_SUBSET = "lesson_seconds", "lesson_subset"
 
 
 def _degradation() -> None:
@@ -162,27 +165,41 @@ def _degradation() -> None:
     lesson = ss.get(LESSON)
     running = lesson is not None and lesson.active
     c1, c2, c3 = st.columns([1, 1, 1])
-    seconds = c1.select_slider("Seconds per network", options=[15, 30, 60, 120, 300], value=30, disabled=running)
-    subset = c2.select_slider("Training images", options=[5_000, 10_000, 25_000, 50_000], value=10_000,
-                              format_func=lambda n: f"{n:,}", disabled=running)
+    c1.select_slider("Seconds per network", options=[15, 30, 60, 120, 300], value=30, disabled=running,
+                     key=LESSON_SECONDS)
+    c2.select_slider("Training images", options=[5_000, 10_000, 25_000, 50_000], value=10_000,
+                     format_func=lambda n: f"{n:,}", disabled=running, key=LESSON_SUBSET)
     if running:
         c3.button("Stop the lesson", on_click=lesson.stop, icon=":material/stop:")
-    elif c3.button("Run the degradation lesson", type="primary", icon=":material/play_arrow:"):
-        from explorer import degradation
-        from explorer.data import ENV_VAR, DataError
-        from explorer.ui.train import DATA_DIR, shared_cifar10
-
-        try:
-            data = shared_cifar10(str(ss.get(DATA_DIR, "")).strip(), os.environ.get(ENV_VAR, ""))
-        except DataError as exc:
-            st.error(str(exc))
-            return
-        ss[LESSON] = lesson = degradation.DegradationLesson(data, seconds=seconds, subset=min(subset, 50_000),
-                                                            networks=degradation.NETWORKS).start()
-        ss[LESSON_RECORDED] = set()
-        running = True
+    else:
+        c3.button("Run the degradation lesson", type="primary", icon=":material/play_arrow:", on_click=_start_lesson)
+    problem = ss.pop(LESSON_ERROR, None)
+    if problem:
+        st.error(problem, icon=":material/folder_off:")
     if lesson is not None:
+        ss[LESSON_DRAWN_RUNNING] = running
         st.fragment(run_every=1.0 if running else None)(_degradation_live)()
+
+
+def _start_lesson() -> None:
+    """Run button callback (before the rerun, so the page redraws with Stop and locked sliders)."""
+    from explorer import degradation
+    from explorer.data import ENV_VAR, DataError
+    from explorer.ui.train import DATA_DIR, shared_cifar10
+
+    ss = st.session_state
+    lesson = ss.get(LESSON)
+    if lesson is not None and lesson.active:  # a second click (or a second tab) never starts a second lesson
+        return
+    try:
+        data = shared_cifar10(str(ss.get(DATA_DIR, "")).strip(), os.environ.get(ENV_VAR, ""))
+    except DataError as exc:
+        ss[LESSON_ERROR] = f"**CIFAR-10 is not available.** {exc}"
+        return
+    ss[LESSON] = degradation.DegradationLesson(data, seconds=ss.get(LESSON_SECONDS, 30),
+                                               subset=min(ss.get(LESSON_SUBSET, 10_000), 50_000),
+                                               networks=degradation.NETWORKS).start()
+    ss[LESSON_RECORDED] = set()
 
 
 def _degradation_live() -> None:
@@ -215,6 +232,9 @@ def _degradation_live() -> None:
     st.plotly_chart(fig, width="stretch")
     st.markdown("  \n".join(lines))
     _record_lesson_runs(lesson)
+    if not lesson.active and st.session_state.get(LESSON_DRAWN_RUNNING):
+        st.session_state[LESSON_DRAWN_RUNNING] = False
+        st.rerun()  # the whole page: the Run button and the sliders come back
     if not lesson.active and lesson.stop_reason:
         st.caption(f"The lesson {lesson.stop_reason}.")
 
