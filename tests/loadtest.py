@@ -123,6 +123,10 @@ async def trainer(browser, url: str, index: int, outcomes: list[str], errors: li
             await page.wait_for_timeout(500)
         else:
             outcomes.append("unfinished")
+            shot = Path(tempfile.gettempdir()) / f"loadtest-trainer-{index}.png"
+            await page.screenshot(path=str(shot), full_page=True)
+            status = [line for line in text.splitlines() if line.strip()][-3:]
+            errors.append(f"trainer {index}: no end seen; last lines {status}; screenshot {shot}")
         if saw_waiting:
             outcomes.append("queued (saw 'waiting for a slot')")
     except Exception as exc:  # noqa: BLE001
