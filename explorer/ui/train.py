@@ -346,8 +346,14 @@ def _stop() -> None:
 
 
 # ----------------------------------------------------------------------------------------- live panel
-def _live_panel() -> None:
-    """Progress, live curves and (when done) a full rerun to show the evaluation. Runs as a fragment."""
+def _live_panel(drawn_active: bool = False) -> None:
+    """Progress, live curves and (when done) a full rerun to show the evaluation. Runs as a fragment.
+
+    `drawn_active` says the page around it was drawn while the job ran (Stop enabled, no results):
+    then every tick after the job ends asks for a full rerun until one completes and registers
+    this fragment again with `drawn_active=False` — a single request could be lost on a busy server,
+    leaving a stale page (seen in the load test).
+    """
     job = _job()
     if job is None:
         return
@@ -368,9 +374,11 @@ def _live_panel() -> None:
                         config={"displaylogo": False})
     elif snap.active and snap.status != "waiting":
         st.caption("The first batch compiles the network; the curves start after it.")
-    if not snap.active and st.session_state.get(RECORDED) != id(job):
-        _record_finished(job)
-        st.rerun()  # the whole page: buttons, evaluation, compare tab
+    if not snap.active:
+        if st.session_state.get(RECORDED) != id(job):
+            _record_finished(job)
+        if drawn_active:
+            st.rerun()  # the whole page: buttons, evaluation, compare tab
 
 
 def _memory_line(ag: AnnotatedGraph, settings: TrainSettings) -> None:
@@ -523,7 +531,7 @@ def render_train_tab(config: ResNetConfig, ag: AnnotatedGraph) -> None:
         return
     if job.config != config:
         st.caption(f"Showing the last run, **{job.name}**, of another network; press **Train** to train this one.")
-    st.fragment(_live_panel, run_every=1.0 if active else None)()
+    st.fragment(_live_panel, run_every=1.0 if active else None)(drawn_active=active)
     if not active:
         _status_line(job)
         _evaluation(job)
