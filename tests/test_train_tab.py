@@ -130,3 +130,24 @@ def test_network_with_errors_cannot_be_trained(monkeypatch):
     at = page({"depth": 8, "filters": 4, "shortcut": "identity"}).run()
     assert not at.exception
     assert "cannot be trained" in "\n".join(e.value for e in at.error)
+
+
+def test_stop_while_waiting_for_a_slot_says_stopped(app):
+    from explorer import training
+
+    set_budget(app, epochs=400)
+    assert training.SLOTS.acquire(timeout=30)  # another session's training holds the only slot
+    try:
+        app.button(key="train_start").click().run()
+        job = job_of(app)
+        assert job.status == "waiting"
+        assert "Waiting for a slot" in texts(app)
+        app.button(key="train_stop").click().run()
+        assert job.join(10) and job.status == "stopped"
+    finally:
+        training.SLOTS.release()
+    for _ in range(3):  # the page settles: Train enabled again, Stop disabled, the status said
+        app.run()
+    assert not app.exception
+    assert "Stopped" in texts(app)
+    assert app.button(key="train_start").disabled is False and app.button(key="train_stop").disabled is True
