@@ -51,8 +51,30 @@ class DataError(Exception):
     """CIFAR-10 could not be found or read; the message says what is wrong and what to do."""
 
 
+class InMemoryImages:
+    """The counts the trainer reads of a data set in memory: `Cifar10` and `explorer.imagefolder.ImageFolders`.
+
+    Needs `y_train`, `y_test` and `classes` on the class that mixes it in.
+    """
+
+    @property
+    def n_train(self) -> int:
+        """Number of training images."""
+        return len(self.y_train)
+
+    @property
+    def n_test(self) -> int:
+        """Number of evaluation images (CIFAR-10's test set; the validation images of image folders)."""
+        return len(self.y_test)
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes."""
+        return len(self.classes)
+
+
 @dataclass(frozen=True)
-class Cifar10:
+class Cifar10(InMemoryImages):
     """CIFAR-10 in memory, read-only.
 
     Attributes:
@@ -73,26 +95,11 @@ class Cifar10:
     kind: str
     path: Path | None = field(default=None)
 
-    @property
-    def n_train(self) -> int:
-        """Number of training images."""
-        return len(self.y_train)
-
-    @property
-    def n_test(self) -> int:
-        """Number of test images."""
-        return len(self.y_test)
-
     # The same names as `explorer.imagefolder.ImageFolders`, so the trainer takes either.
     @property
     def classes(self) -> tuple[str, ...]:
         """The class names (label i is classes[i])."""
         return CLASSES
-
-    @property
-    def num_classes(self) -> int:
-        """Number of classes (10)."""
-        return NUM_CLASSES
 
     @property
     def image_shape(self) -> tuple[int, int, int]:

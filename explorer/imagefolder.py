@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from explorer.data import DataError
+from explorer.data import DataError, InMemoryImages
 
 MAX_IMAGES = 200_000
 MAX_BYTES = 2 * 1024**3  # decoded, resized uint8 pixels held in memory
@@ -36,7 +36,7 @@ LAYOUT = "one subfolder per class, e.g. DIR/cat/001.jpg and DIR/dog/001.png"
 
 
 @dataclass(frozen=True)
-class ImageFolders:
+class ImageFolders(InMemoryImages):
     """Image folders in memory, read-only, shaped like `explorer.data.Cifar10`.
 
     Attributes:
@@ -74,21 +74,6 @@ class ImageFolders:
     skipped_examples: tuple[str, ...] = ()
     sizes_seen: int = 0
     common_sizes: tuple[tuple[int, int, int], ...] = field(default=())
-
-    @property
-    def n_train(self) -> int:
-        """Number of training images."""
-        return len(self.y_train)
-
-    @property
-    def n_test(self) -> int:
-        """Number of validation images (the evaluation set)."""
-        return len(self.y_test)
-
-    @property
-    def num_classes(self) -> int:
-        """Number of classes."""
-        return len(self.classes)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
