@@ -324,16 +324,22 @@ def choose_precision(requested: str, recipe: Recipe) -> str:
     return "float32"
 
 
+def _fit_problems(config: ResNetConfig, shape: tuple, classes: int) -> str | None:
+    """What of the config does not fit data of `shape` with `classes` classes, in words, or None."""
+    problems = []
+    if tuple(config.input_shape) != tuple(shape):
+        problems.append(f"its input is {'×'.join(map(str, config.input_shape))}")
+    if config.classes != classes:
+        problems.append(f"it has {config.classes} classes")
+    return " and ".join(problems) or None
+
+
 def cifar_mismatch(config: ResNetConfig) -> str | None:
     """Why a config cannot train on CIFAR-10 as it is (input or classes), or None when it can."""
-    problems = []
-    if tuple(config.input_shape) != CIFAR_INPUT:
-        problems.append(f"its input is {'×'.join(map(str, config.input_shape))}")
-    if config.classes != NUM_CLASSES:
-        problems.append(f"it has {config.classes} classes")
-    if not problems:
+    problems = _fit_problems(config, CIFAR_INPUT, NUM_CLASSES)
+    if problems is None:
         return None
-    return (f"CIFAR-10 needs a 32×32×3 input and 10 classes, but {' and '.join(problems)}. "
+    return (f"CIFAR-10 needs a 32×32×3 input and 10 classes, but {problems}. "
             "Adapt it (input 32×32×3, 10 classes) to train it on CIFAR-10.")
 
 
@@ -352,15 +358,11 @@ def data_mismatch(config: ResNetConfig, data: Any) -> str | None:
     if getattr(data, "kind", "") != "folders":
         return cifar_mismatch(config)
     shape, n = tuple(data.image_shape), data.num_classes
-    problems = []
-    if tuple(config.input_shape) != shape:
-        problems.append(f"its input is {'×'.join(map(str, config.input_shape))}")
-    if config.classes != n:
-        problems.append(f"it has {config.classes} classes")
-    if not problems:
+    problems = _fit_problems(config, shape, n)
+    if problems is None:
         return None
     return (f"These image folders need a {'×'.join(map(str, shape))} input and {n} classes (one per folder), "
-            f"but {' and '.join(problems)}. Set the input to {'×'.join(map(str, shape))} and the classes to {n}, "
+            f"but {problems}. Set the input to {'×'.join(map(str, shape))} and the classes to {n}, "
             "or adapt it.")
 
 
