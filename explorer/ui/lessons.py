@@ -149,7 +149,6 @@ def _anatomy(config: ResNetConfig) -> None:
 LESSON = "_degradation_lesson"
 LESSON_RECORDED = "_degradation_recorded"
 LESSON_ERROR = "_degradation_error"
-LESSON_DRAWN_RUNNING = "_degradation_drawn_running"
 LESSON_SECONDS, LESSON_SUBSET = "lesson_seconds", "lesson_subset"
 
 
@@ -177,8 +176,7 @@ def _degradation() -> None:
     if problem:
         st.error(problem, icon=":material/folder_off:")
     if lesson is not None:
-        ss[LESSON_DRAWN_RUNNING] = running
-        st.fragment(run_every=1.0 if running else None)(_degradation_live)()
+        st.fragment(run_every=1.0 if running else None)(_degradation_live)(drawn_running=running)
 
 
 def _start_lesson() -> None:
@@ -202,7 +200,9 @@ def _start_lesson() -> None:
     ss[LESSON_RECORDED] = set()
 
 
-def _degradation_live() -> None:
+def _degradation_live(drawn_running: bool = False) -> None:
+    """The lesson's curves and results (a fragment). `drawn_running`: the page around it shows Stop, so once the
+    lesson ends every tick asks for a full redraw until one registers this fragment with False."""
     import plotly.graph_objects as go
 
     from explorer.charts import smooth
@@ -232,8 +232,7 @@ def _degradation_live() -> None:
     st.plotly_chart(fig, width="stretch")
     st.markdown("  \n".join(lines))
     _record_lesson_runs(lesson)
-    if not lesson.active and st.session_state.get(LESSON_DRAWN_RUNNING):
-        st.session_state[LESSON_DRAWN_RUNNING] = False
+    if not lesson.active and drawn_running:
         st.rerun()  # the whole page: the Run button and the sliders come back
     if not lesson.active and lesson.stop_reason:
         st.caption(f"The lesson {lesson.stop_reason}.")
