@@ -714,26 +714,16 @@ class TrainJob:
             self.traceback = traceback.format_exc()
             self._finish("failed", error=f"{type(exc).__name__}: {exc}")
 
-    def _memory_args(self) -> dict:
+    def _check_memory(self) -> None:
+        """Estimate the training's memory and (with `check_memory`) refuse it, with a ConfigError, when it would not
+        fit in the memory free now (checked once a slot is held)."""
         from explorer.annotate import build
 
         s = self.settings
         images = self.data.n_train if s.subset is None else min(s.subset, self.data.n_train)
-        return {"ag": build(self.config), "batch_size": s.batch_size, "images": images, "flip": bool(s.flip),
-                "image_bytes": int(self.data.x_train[0].nbytes)}
-
-    def memory_needed(self) -> int:
-        """Estimated peak memory of this training in bytes (`explorer.guards.estimate_training_bytes`)."""
-        args = self._memory_args()
-        ag = args.pop("ag")
-        return guards.estimate_training_bytes(ag, **args)
-
-    def _check_memory(self) -> None:
-        """Refuse (ConfigError) a training that would not fit in the memory free now (checked once a slot is held)."""
-        args = self._memory_args()
-        ag = args.pop("ag")
-        estimate = (guards.check_training_memory if self.check_memory else guards.estimate_training_bytes)(ag, **args)
-        self._set(memory_estimate=estimate)
+        estimate = guards.check_training_memory if self.check_memory else guards.estimate_training_bytes
+        self._set(memory_estimate=estimate(build(self.config), batch_size=s.batch_size, images=images, flip=bool(s.flip),
+                                           image_bytes=int(self.data.x_train[0].nbytes)))
 
     def _wait_for_slot(self) -> bool:
         while not self._slots.acquire(timeout=0.1):
