@@ -1,0 +1,433 @@
+"""Load test with light websocket clients (not part of the default run): many sessions on one server, no browsers.
+
+Run: .venv/bin/python tests/ws_loadtest.py [--sessions 30] [--changes 10] [--trainers 5] [--cap 2] [--task-timeout 600]
+
+The scenario of tests/loadtest.py, but each session is a small asyncio client (the `websockets`
+package that uvicorn brought) speaking the browser's protocol on ws://HOST:PORT/_stcore/stream:
+it sends protobuf `BackMsg`s (`rerun_script` with a `ClientState`: query string, the current value
+of every widget on the page, page hash, context info, cached message hashes) and reads
+`ForwardMsg`s (deltas, `page_info_changed`, `auto_rerun`, `script_finished`, cached `ref_hash`
+messages), keeping the page and the widget values as the frontend does. With no Chromium eating
+the CPU, the timings measure the server (nothing renders the charts and diagrams: browsers do that).
+
+Students load a preset and step the depth slider `--changes` times (up, down, …); each change is
+timed from the BackMsg to the `script_finished` of its run ("updated page"; the arrival of the new
+title is shown too, what tests/loadtest.py waits for), and the title must name the session's own
+preset and the new depth. Trainers open the Train tab, set 10 s, press Train and rerun the live
+fragments on the `auto_rerun` timers as a browser does; every other one presses Stop after 4 s.
+Prints errors, latencies, how the trainings ended, wall time, and the server's CPU time and peak RSS.
+Not collected by pytest (the file name does not start with test_).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Coroutine, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+from websockets.typing import Origin, Subprotocol
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from streamlit.proto.BackMsg_pb2 import BackMsg  # noqa: E402
+from streamlit.proto.ForwardMsg_pb2 import ForwardMsg  # noqa: E402
+from streamlit.proto.NumberInput_pb2 import NumberInput  # noqa: E402
+from streamlit.proto.Slider_pb2 import Slider  # noqa: E402
+from streamlit.proto.WidgetStates_pb2 import WidgetState  # noqa: E402
+
+from tests.loadtest import PRESETS, start_server  # noqa: E402
+
+TITLE = re.compile(r"### (\S+)(?: \(modified\))? · ResNet-(\d+)")
+FULL, FRAGMENT, EARLY = (ForwardMsg.FINISHED_SUCCESSFULLY, ForwardMsg.FINISHED_FRAGMENT_RUN_SUCCESSFULLY,
+                         ForwardMsg.FINISHED_EARLY_FOR_RERUN)
+WAIT = 300.0  # seconds for one run to finish before the session reports it
+TEXT_FIELDS = {"markdown": "body", "heading": "body", "alert": "body", "metric": "label", "progress": "text",
+               "exception": "message"}
+
+
+def initial_state(kind: str, w: Any) -> WidgetState | None:
+    """The value the frontend gives a widget it meets first, or that the server sets (`set_value`); None: sends none."""
+    state, forced = WidgetState(id=w.id), getattr(w, "set_value", False)
+    if kind == "slider":
+        if w.type == Slider.SELECT_SLIDER:  # formatted options; the default is indices
+            state.string_array_value.data.extend(w.raw_value if forced else [w.options[int(i)] for i in w.default])
+        else:
+            state.double_array_value.data.extend(w.value if forced else w.default)
+    elif kind in ("selectbox", "radio"):
+        if forced and w.HasField("raw_value"):
+            state.string_value = w.raw_value
+        elif not forced and w.HasField("default") and 0 <= w.default < len(w.options):
+            state.string_value = w.options[w.default]
+        else:
+            return None
+    elif kind == "checkbox":  # also st.toggle
+        state.bool_value = w.value if forced else w.default
+    elif kind == "number_input":
+        name = "value" if forced else "default"
+        if not w.HasField(name):
+            return None
+        if w.data_type == NumberInput.INT:
+            state.int_value = int(getattr(w, name))
+        else:
+            state.double_value = getattr(w, name)
+    elif kind in ("text_input", "text_area"):
+        state.string_value = w.value if forced else w.default
+    elif kind == "multiselect":
+        state.string_array_value.data.extend(w.raw_values if forced else [w.options[i] for i in w.default])
+    else:  # buttons (triggers are sent once, on a click), file uploaders, charts: nothing on mount
+        return None
+    return state
+
+
+@dataclass
+class Node:
+    run: str  # the script run that last wrote it
+    fragment: str
+    kind: str  # element type, or "block"
+    proto: Any = None
+
+
+class Session:
+    """One browser tab as the server sees it: a websocket, the page's elements, the widget values, the fragment timers."""
+
+    def __init__(self, url: str, query: str, preset: str, name: str, errors: list[str]) -> None:
+        self.url, self.query, self.preset, self.name, self.errors = url, query, preset, name, errors
+        self.ws: ClientConnection | None = None
+        self.reader: asyncio.Task | None = None
+        self.page_hash, self.run_id = "", ""
+        self.nodes: dict[tuple[int, ...], Node] = {}
+        self.widgets: dict[str, WidgetState] = {}  # what the next rerun sends
+        self.cache: dict[str, tuple[bytes, int, str]] = {}  # hash -> (message, run count when last used, fragment)
+        self.max_age, self.finished_runs = 2, 0  # the frontend's ForwardMsg cache clock
+        self.full_done = 0  # full runs finished successfully
+        self.fragments_asked = self.fragments_done = 0
+        self.timers: dict[str, tuple[float, asyncio.Task]] = {}
+        self.title_seen: tuple[float, str, int] | None = None
+        self.tick = asyncio.Event()
+        self.closed: str | None = None
+        self.saw_exception = False
+
+    async def __aenter__(self) -> Session:
+        self.ws = await connect(f"ws://{self.url.removeprefix('http://')}/_stcore/stream", origin=Origin(self.url),
+                                subprotocols=[Subprotocol("streamlit")], max_size=None, ping_interval=None,
+                                open_timeout=120)
+        self.reader = asyncio.create_task(self._read())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._stop_timers()
+        if self.ws is not None:
+            await self.ws.close()
+        if self.reader is not None:
+            self.reader.cancel()
+
+    # ------------------------------------------------------------------------------ sending
+    async def rerun(self, *, fragment: str = "", auto: bool = False, extra: tuple[WidgetState, ...] = ()) -> None:
+        """Send `rerun_script` as the frontend does: every widget value (plus `extra`, e.g. a one-off trigger)."""
+        msg = BackMsg()
+        cs = msg.rerun_script
+        cs.query_string = self.query
+        cs.widget_states.widgets.extend([*(w for w in self.widgets.values() if all(w.id != e.id for e in extra)), *extra])
+        cs.page_script_hash = self.page_hash
+        cs.fragment_id = fragment
+        cs.is_auto_rerun = auto
+        cs.cached_message_hashes.extend(self.cache)
+        info = cs.context_info
+        info.timezone, info.timezone_offset, info.locale = "UTC", 0, "en-US"
+        info.url, info.is_embedded, info.color_scheme = f"{self.url}/" + (f"?{self.query}" if self.query else ""), False, "light"
+        assert self.ws is not None
+        await self.ws.send(msg.SerializeToString())
+
+    async def run_page(self, extra: tuple[WidgetState, ...] = (), what: str = "a run") -> float:
+        """Rerun the whole page and wait for its `script_finished`; returns the seconds it took."""
+        done, t = self.full_done, time.perf_counter()
+        await self.rerun(extra=extra)
+        await self.wait(lambda: self.full_done > done, what)
+        return time.perf_counter() - t
+
+    async def wait(self, condition: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
+        try:
+            async with asyncio.timeout(timeout):
+                while not condition():
+                    if self.closed:
+                        raise ConnectionError(f"connection closed ({self.closed}) while waiting for {what}")
+                    self.tick.clear()
+                    await self.tick.wait()
+        except TimeoutError:
+            raise TimeoutError(f"{what} did not finish within {timeout:g} s") from None
+
+    async def _auto_rerun(self, fragment: str, interval: float) -> None:
+        try:
+            while True:
+                await asyncio.sleep(interval)
+                self.fragments_asked += 1
+                await self.rerun(fragment=fragment, auto=True)
+        except ConnectionClosed:
+            pass
+
+    def _stop_timers(self, fragments: Iterable[str] | None = None) -> None:
+        for fid in list(self.timers if fragments is None else fragments):
+            if fid in self.timers:
+                self.timers.pop(fid)[1].cancel()
+
+    # ------------------------------------------------------------------------------ receiving
+    async def _read(self) -> None:
+        assert self.ws is not None
+        try:
+            async for raw in self.ws:  # Streamlit sends binary frames only
+                msg = ForwardMsg.FromString(raw)
+                self._handle(self._resolve(msg, bytes(raw)))
+                self.tick.set()
+        except Exception as exc:  # noqa: BLE001 - a load test reports every failure
+            self.closed = f"{type(exc).__name__}: {exc}"
+            self.errors.append(f"{self.name}: reading the websocket: {self.closed}"[:300])
+        finally:
+            self.closed = self.closed or "closed"
+            self.tick.set()
+
+    def _resolve(self, msg: ForwardMsg, raw: bytes) -> ForwardMsg:
+        """The frontend's ForwardMsg cache: keep cacheable messages, expand `ref_hash` ones."""
+        if msg.WhichOneof("type") == "ref_hash":
+            data, _, fragment = self.cache[msg.ref_hash]
+            self.cache[msg.ref_hash] = (data, self.finished_runs, fragment)
+            full = ForwardMsg.FromString(data)
+            full.metadata.CopyFrom(msg.metadata)
+            return full
+        if msg.metadata.cacheable and msg.hash and msg.hash not in self.cache:
+            self.cache[msg.hash] = (raw, self.finished_runs, msg.delta.fragment_id)
+        return msg
+
+    def _handle(self, msg: ForwardMsg) -> None:
+        kind = msg.WhichOneof("type")
+        if kind == "new_session":
+            self.page_hash, self.run_id = msg.new_session.page_script_hash, msg.metadata.run.script_run_id
+            self.max_age = msg.new_session.config.max_cached_message_age or self.max_age
+            if not msg.metadata.run.fragment_ids:  # a full run: the frontend drops every fragment timer
+                self._stop_timers()
+        elif kind == "delta":
+            self._delta(msg)
+        elif kind == "page_info_changed":  # the app rewrote the address bar
+            self.query = msg.page_info_changed.query_string
+        elif kind == "auto_rerun":  # the frontend's setInterval(sendUpdateWidgetsMessage(fragment, true))
+            fid, interval = msg.auto_rerun.fragment_id, msg.auto_rerun.interval
+            if fid and (fid not in self.timers or self.timers[fid][0] != interval):
+                self._stop_timers([fid])
+                self.timers[fid] = (interval, asyncio.create_task(self._auto_rerun(fid, interval)))
+        elif kind == "stop_auto_rerun":
+            self._stop_timers(msg.stop_auto_rerun.fragment_ids)
+        elif kind == "script_finished":
+            self._finished(msg.script_finished, msg.metadata.run.script_run_id, list(msg.metadata.run.fragment_ids))
+        elif kind == "session_event" and msg.session_event.WhichOneof("type") == "script_compilation_exception":
+            self.errors.append(f"{self.name}: script compilation error")
+
+    def _delta(self, msg: ForwardMsg) -> None:
+        path, delta = tuple(msg.metadata.delta_path), msg.delta
+        if delta.WhichOneof("type") == "add_block":
+            self.nodes[path] = Node(self.run_id, delta.fragment_id, "block")
+            return
+        if delta.WhichOneof("type") != "new_element":
+            return
+        kind = delta.new_element.WhichOneof("type") or ""
+        proto = getattr(delta.new_element, kind) if kind else None
+        self.nodes[path] = Node(self.run_id, delta.fragment_id, kind, proto)
+        wid = getattr(proto, "id", "")
+        if wid and (wid not in self.widgets or getattr(proto, "set_value", False)):
+            state = initial_state(kind, proto)
+            if state is not None:
+                self.widgets[wid] = state
+        if kind == "exception" and not self.saw_exception:
+            self.saw_exception = True
+            self.errors.append(f"{self.name}: an exception was shown: {proto.type}: {proto.message[:150]}")
+        elif kind == "markdown" and path[0] == 0 and (m := TITLE.match(proto.body)):
+            self.title_seen = (time.perf_counter(), m.group(1), int(m.group(2)))
+            if m.group(1) != self.preset:
+                self.errors.append(f"{self.name}: cross-talk: the page shows {m.group(0)!r}, not {self.preset}")
+
+    def _finished(self, status: int, run_id: str, fragments: list[str]) -> None:
+        if status == ForwardMsg.FINISHED_WITH_COMPILE_ERROR:
+            self.errors.append(f"{self.name}: a run finished with a compile error")
+        if status in (FULL, FRAGMENT) and (fragments or run_id == self.run_id):
+            # clearStaleNodes: drop what this run (or these fragments) did not write again, then their widget values
+            self.nodes = {p: n for p, n in self.nodes.items()
+                          if n.run == run_id or (fragments and n.fragment not in fragments)}
+            live = {getattr(n.proto, "id", "") for n in self.nodes.values()}
+            self.widgets = {k: v for k, v in self.widgets.items() if k in live}
+        if status != EARLY:  # the frontend ages its message cache once per finished run
+            self.finished_runs += 1
+            self.cache = {h: e for h, e in self.cache.items()
+                          if (fragments and e[2] not in fragments) or self.finished_runs - e[1] <= self.max_age}
+        self.full_done += status == FULL
+        self.fragments_done += status == FRAGMENT
+
+    # ------------------------------------------------------------------------------ reading the page
+    def widget(self, key: str) -> Any:
+        """The proto of the widget with this user key on the page (a keyed widget's id ends in -key)."""
+        for node in self.nodes.values():
+            if node.proto is not None and str(getattr(node.proto, "id", "")).endswith(f"-{key}"):
+                return node.proto
+        raise LookupError(f"no widget {key!r} on the page")
+
+    def title(self) -> tuple[str, int] | None:
+        for path, node in sorted(self.nodes.items()):
+            if node.kind == "markdown" and path[0] == 0 and (m := TITLE.match(node.proto.body)):
+                return m.group(1), int(m.group(2))
+        return None
+
+    def text(self) -> str:
+        """The page's text in order, Markdown emphasis removed (what innerText would show)."""
+        parts = [str(getattr(n.proto, TEXT_FIELDS[n.kind])) for _, n in sorted(self.nodes.items()) if n.kind in TEXT_FIELDS]
+        return "\n".join(parts).replace("**", "")
+
+
+@dataclass
+class Results:
+    errors: list[str] = field(default_factory=list)
+    first: list[float] = field(default_factory=list)  # connect → first page finished
+    changes: list[float] = field(default_factory=list)  # change → script_finished
+    titles: list[float] = field(default_factory=list)  # change → the new title arrived
+    outcomes: list[str] = field(default_factory=list)
+    fragments: list[tuple[int, int]] = field(default_factory=list)  # (auto reruns asked, fragment runs finished)
+
+
+async def student(url: str, index: int, changes: int, res: Results) -> None:
+    preset = PRESETS[index % len(PRESETS)]
+    async with Session(url, f"preset={preset}", preset, f"session {index}", res.errors) as s:
+        res.first.append(await s.run_page(what="the first page"))
+        for k in range(changes):  # one step of the select_slider, up, down, up, …
+            slider = s.widget("w_depth")
+            options = list(slider.options)
+            i = options.index(s.widgets[slider.id].string_array_value.data[0])
+            j = i + 1 if (k % 2 == 0 or i == 0) and i + 1 < len(options) else i - 1
+            s.widgets[slider.id].string_array_value.data[:] = [options[j]]  # only this widget changes
+            s.title_seen = None
+            t0 = time.perf_counter()
+            res.changes.append(await s.run_page(what=f"the run after change {k + 1}"))
+            if s.title_seen is not None and s.title_seen[2] == int(options[j]):
+                res.titles.append(s.title_seen[0] - t0)
+            if (shown := s.title()) != (preset, int(options[j])):
+                res.errors.append(f"session {index}: after change {k + 1} to depth {options[j]} the title is {shown}")
+
+
+async def trainer(url: str, index: int, res: Results) -> None:
+    async with Session(url, "preset=resnet20&depth=8&tab=Train", "resnet20", f"trainer {index}", res.errors) as s:
+        await s.run_page(what="the first page")
+        seconds = s.widget("train_seconds")
+        value = "int_value" if seconds.data_type == NumberInput.INT else "double_value"
+        s.widgets[seconds.id] = WidgetState(id=seconds.id, **{value: 10})  # typed 10, pressed Enter
+        await s.run_page(what="the run after setting 10 s")
+        await s.run_page((WidgetState(id=s.widget("train_start").id, trigger_value=True),), what="the run after Train")
+        if index % 2:
+            await asyncio.sleep(4)
+            await s.wait(lambda: not s.widget("train_stop").disabled, "an enabled Stop button", 120)
+            await s.run_page((WidgetState(id=s.widget("train_stop").id, trigger_value=True),), what="the run after Stop")
+        saw_waiting, text = False, ""
+        for _ in range(600):
+            text = s.text()
+            saw_waiting = saw_waiting or "waiting for a slot" in text.lower()
+            ended = next((o for o, mark in (("stopped", "Stopped after"), ("failed", "Training failed"),
+                                            ("finished", "Test accuracy")) if mark in text), None)
+            if ended:
+                res.outcomes.append(ended)
+                break
+            await asyncio.sleep(0.5)
+        else:
+            res.outcomes.append("unfinished")
+            last = [line for line in text.splitlines() if line.strip()][-3:]
+            res.errors.append(f"trainer {index}: no end seen; last lines {last}; fragment timers {len(s.timers)}, "
+                              f"auto reruns asked {s.fragments_asked}, fragment runs finished {s.fragments_done}")
+        if saw_waiting:
+            res.outcomes.append("queued (saw 'waiting for a slot')")
+        res.fragments.append((s.fragments_asked, s.fragments_done))
+
+
+def proc_stats(pid: int) -> tuple[float, str]:
+    """(CPU seconds of the process and its waited-for children, peak RSS) from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = sum(int(fields[i]) for i in (11, 12, 13, 14))  # utime stime cutime cstime
+    hwm = next((line.split(":", 1)[1].strip() for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                if line.startswith("VmHWM")), "?")
+    return ticks / os.sysconf("SC_CLK_TCK"), hwm
+
+
+def summary(name: str, xs: list[float]) -> str:
+    if len(xs) < 2:
+        return f"{name}: n={len(xs)}" + (f" {xs[0]:.2f} s" if xs else "")
+    q = statistics.quantiles(xs, n=20, method="inclusive")
+    return f"{name}: n={len(xs)} p50={statistics.median(xs):.2f} s p95={q[18]:.2f} s max={max(xs):.2f} s"
+
+
+async def run(args: argparse.Namespace, url: str, res: Results) -> float:
+    started = time.perf_counter()
+
+    async def bounded(name: str, coro: Coroutine[Any, Any, None]) -> None:
+        try:
+            await asyncio.wait_for(coro, args.task_timeout)
+        except TimeoutError as exc:
+            res.errors.append(f"{name}: {exc}" if str(exc) else f"{name}: did not end within {args.task_timeout:g} s")
+        except Exception as exc:  # noqa: BLE001
+            res.errors.append(f"{name}: {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}")
+        print(f"[{time.perf_counter() - started:5.0f} s] {name} ended ({len(res.errors)} errors so far)", flush=True)
+
+    tasks = [bounded(f"session {i}", student(url, i, args.changes, res)) for i in range(args.sessions)]
+    tasks += [bounded(f"trainer {i}", trainer(url, i, res)) for i in range(args.trainers)]
+    await asyncio.gather(*tasks)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sessions", type=int, default=30)
+    parser.add_argument("--changes", type=int, default=10)
+    parser.add_argument("--trainers", type=int, default=5)
+    parser.add_argument("--cap", type=int, default=2)
+    parser.add_argument("--task-timeout", type=float, default=600.0, help="seconds after which a session counts as hung")
+    args = parser.parse_args()
+    from benchmarks.bench_memory import write_fixture
+
+    res = Results()
+    with tempfile.TemporaryDirectory() as tmp:
+        data_dir = write_fixture(Path(tmp), per_file=500)
+        proc, url = start_server(data_dir, args.cap)
+        try:
+            cpu0, _ = proc_stats(proc.pid)
+            wall = asyncio.run(run(args, url, res))
+            cpu1, hwm = proc_stats(proc.pid)
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    print(f"sessions: {args.sessions} × {args.changes} changes, {args.trainers} trainers (cap {args.cap}); {wall:.0f} s")
+    print(f"errors: {len(res.errors)}")
+    for e in res.errors[:20]:
+        print("  " + e)
+    print(summary("first page (connect → script_finished)", res.first))
+    print(summary("change → updated page (BackMsg → script_finished)", res.changes))
+    print(summary("change → new title received", res.titles))
+    print("trainings: " + ", ".join(f"{o}: {res.outcomes.count(o)}" for o in sorted(set(res.outcomes))))
+    if res.fragments:
+        print("per trainer, fragment auto-reruns asked / fragment runs finished (the server merges pending requests): "
+              + ", ".join(f"{a}/{d}" for a, d in res.fragments))
+    print(f"server: {cpu1 - cpu0:.1f} s CPU during the test ({cpu1:.1f} s with start-up), peak RSS {hwm}; "
+          f"these clients: {me.ru_utime + me.ru_stime:.1f} s CPU, peak RSS {me.ru_maxrss / 1024:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
