@@ -1,6 +1,7 @@
 """Load test with light websocket clients (not part of the default run): many sessions on one server, no browsers.
 
-Run: .venv/bin/python tests/ws_loadtest.py [--sessions 30] [--changes 10] [--trainers 5] [--cap 2] [--task-timeout 600]
+Run: .venv/bin/python tests/ws_loadtest.py [--sessions 30] [--changes 10] [--trainers 5] [--cap 2] [--think 0]
+                                           [--task-timeout 600]
 
 The scenario of tests/loadtest.py, but each session is a small asyncio client (the `websockets`
 package that uvicorn brought) speaking the browser's protocol on ws://HOST:PORT/_stcore/stream:
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import random
 import re
 import resource
 import statistics
@@ -303,11 +305,14 @@ class Results:
     fragments: list[tuple[int, int]] = field(default_factory=list)  # (auto reruns asked, fragment runs finished)
 
 
-async def student(url: str, index: int, changes: int, res: Results) -> None:
+async def student(url: str, index: int, changes: int, res: Results, think: float = 0.0) -> None:
     preset = PRESETS[index % len(PRESETS)]
+    rng = random.Random(index)
     async with Session(url, f"preset={preset}", preset, f"session {index}", res.errors) as s:
         res.first.append(await s.run_page(what="the first page"))
         for k in range(changes):  # one step of the select_slider, up, down, up, …
+            if think:  # a student looks at the page before the next change
+                await asyncio.sleep(rng.uniform(0.5 * think, 1.5 * think))
             slider = s.widget("w_depth")
             options = list(slider.options)
             i = options.index(s.widgets[slider.id].string_array_value.data[0])
@@ -382,7 +387,7 @@ async def run(args: argparse.Namespace, url: str, res: Results) -> float:
             res.errors.append(f"{name}: {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}")
         print(f"[{time.perf_counter() - started:5.0f} s] {name} ended ({len(res.errors)} errors so far)", flush=True)
 
-    tasks = [bounded(f"session {i}", student(url, i, args.changes, res)) for i in range(args.sessions)]
+    tasks = [bounded(f"session {i}", student(url, i, args.changes, res, args.think)) for i in range(args.sessions)]
     tasks += [bounded(f"trainer {i}", trainer(url, i, res)) for i in range(args.trainers)]
     await asyncio.gather(*tasks)
     return time.perf_counter() - started
@@ -394,6 +399,9 @@ def main() -> None:
     parser.add_argument("--changes", type=int, default=10)
     parser.add_argument("--trainers", type=int, default=5)
     parser.add_argument("--cap", type=int, default=2)
+    parser.add_argument("--think", type=float, default=0.0,
+                        help="mean seconds a student waits before each change (uniform 0.5–1.5×; 0 = change as soon as the "
+                             "page is back, the worst case)")
     parser.add_argument("--task-timeout", type=float, default=600.0, help="seconds after which a session counts as hung")
     args = parser.parse_args()
     from benchmarks.bench_memory import write_fixture
@@ -414,7 +422,7 @@ def main() -> None:
                 proc.kill()
                 proc.wait()
     me = resource.getrusage(resource.RUSAGE_SELF)
-    print(f"sessions: {args.sessions} × {args.changes} changes, {args.trainers} trainers (cap {args.cap}); {wall:.0f} s")
+    print(f"sessions: {args.sessions} × {args.changes} changes, {args.trainers} trainers (cap {args.cap}), think {args.think:g} s; {wall:.0f} s")
     print(f"errors: {len(res.errors)}")
     for e in res.errors[:20]:
         print("  " + e)
