@@ -1,7 +1,7 @@
 """Load test with light websocket clients (not part of the default run): many sessions on one server, no browsers.
 
 Run: .venv/bin/python tests/ws_loadtest.py [--sessions 30] [--changes 10] [--trainers 5] [--cap 2] [--think 0]
-                                           [--task-timeout 600]
+                                           [--task-timeout 600] [--reconnect 0] [--reconnect-after 5] [--session-ttl S]
 
 The scenario of tests/loadtest.py, but each session is a small asyncio client (the `websockets`
 package that uvicorn brought) speaking the browser's protocol on ws://HOST:PORT/_stcore/stream:
@@ -16,7 +16,18 @@ timed from the BackMsg to the `script_finished` of its run ("updated page"; the 
 title is shown too, what tests/loadtest.py waits for), and the title must name the session's own
 preset and the new depth. Trainers open the Train tab, set 10 s, press Train and rerun the live
 fragments on the `auto_rerun` timers as a browser does; every other one presses Stop after 4 s.
-Prints errors, latencies, how the trainings ended, wall time, and the server's CPU time and peak RSS.
+`--reconnect N` more students (resnet56, resnet110, …) make 3 depth changes, lose their websocket
+abruptly (no close frame; odd-numbered ones during the run of their last change, as a starved tab
+would), wait `--reconnect-after` s and reconnect as the frontend does: `Sec-WebSocket-Protocol:
+streamlit, <xsrf token or PLACEHOLDER_AUTH_TOKEN>, <last session id>` (the server resumes a session
+it still keeps, `server.disconnectedSessionTTL`, else makes a new one), then a rerun with the widget
+values and the query string the page last had. The frontend sends that rerun at once only when a run
+was in progress (or fragments ran); an idle tab sends it with the next change, so the check is the
+same: the page must show the preset and depth it had, then one more change. `--session-ttl S`
+starts the server with that TTL: a new session boots from the URL, so an idle drop keeps the page,
+but a drop during a run loses that run's change (the URL did not have it yet; seen in a 1 + 2 run).
+Prints errors, latencies, how the trainings ended, the reconnects (session resumed or new, state
+kept), wall time, and the server's CPU time and peak RSS.
 Not collected by pytest (the file name does not start with test_).
 """
 
@@ -110,7 +121,7 @@ class Session:
         self.url, self.query, self.preset, self.name, self.errors = url, query, preset, name, errors
         self.ws: ClientConnection | None = None
         self.reader: asyncio.Task | None = None
-        self.page_hash, self.run_id = "", ""
+        self.page_hash, self.run_id, self.session_id = "", "", ""
         self.nodes: dict[tuple[int, ...], Node] = {}
         self.widgets: dict[str, WidgetState] = {}  # what the next rerun sends
         self.cache: dict[str, tuple[bytes, int, str]] = {}  # hash -> (message, run count when last used, fragment)
@@ -124,11 +135,25 @@ class Session:
         self.saw_exception = False
 
     async def __aenter__(self) -> Session:
-        self.ws = await connect(f"ws://{self.url.removeprefix('http://')}/_stcore/stream", origin=Origin(self.url),
-                                subprotocols=[Subprotocol("streamlit")], max_size=None, ping_interval=None,
-                                open_timeout=120)
-        self.reader = asyncio.create_task(self._read())
+        await self.connect()
         return self
+
+    async def connect(self, resume: str = "") -> None:
+        """Open the websocket; `resume`: the session id to resume, as the frontend sends it (third subprotocol)."""
+        tokens = ["streamlit", "PLACEHOLDER_AUTH_TOKEN", resume] if resume else ["streamlit"]
+        self.ws = await connect(f"ws://{self.url.removeprefix('http://')}/_stcore/stream", origin=Origin(self.url),
+                                subprotocols=[Subprotocol(t) for t in tokens], max_size=None, ping_interval=None,
+                                open_timeout=120)
+        self.closed = None
+        self.reader = asyncio.create_task(self._read())
+
+    async def drop(self) -> None:
+        """Lose the connection abruptly (no close frame); the page and the widget values stay, as in the frontend."""
+        assert self.ws is not None and self.reader is not None
+        self.reader.cancel()
+        self.ws.transport.abort()
+        await asyncio.gather(self.reader, return_exceptions=True)
+        self._stop_timers()
 
     async def __aexit__(self, *exc: object) -> None:
         self._stop_timers()
@@ -217,6 +242,7 @@ class Session:
         kind = msg.WhichOneof("type")
         if kind == "new_session":
             self.page_hash, self.run_id = msg.new_session.page_script_hash, msg.metadata.run.script_run_id
+            self.session_id = msg.new_session.initialize.session_id
             self.max_age = msg.new_session.config.max_cached_message_age or self.max_age
             if not msg.metadata.run.fragment_ids:  # a full run: the frontend drops every fragment timer
                 self._stop_timers()
@@ -257,7 +283,7 @@ class Session:
         elif kind == "markdown" and path[0] == 0 and (m := TITLE.match(proto.body)):
             self.title_seen = (time.perf_counter(), m.group(1), int(m.group(2)))
             if m.group(1) != self.preset:
-                self.errors.append(f"{self.name}: cross-talk: the page shows {m.group(0)!r}, not {self.preset}")
+                self.errors.append(f"{self.name}: the page shows {m.group(0)!r}, not {self.preset} (cross-talk or lost state)")
 
     def _finished(self, status: int, run_id: str, fragments: list[str]) -> None:
         if status == ForwardMsg.FINISHED_WITH_COMPILE_ERROR:
@@ -303,6 +329,27 @@ class Results:
     titles: list[float] = field(default_factory=list)  # change → the new title arrived
     outcomes: list[str] = field(default_factory=list)
     fragments: list[tuple[int, int]] = field(default_factory=list)  # (auto reruns asked, fragment runs finished)
+    reconnects: list[tuple[bool, bool]] = field(default_factory=list)  # (old session resumed, page state kept)
+
+
+def step_depth(s: Session, k: int) -> int:
+    """Move the depth select_slider one step (up, down, up, …) in the widget values; only this widget changes."""
+    slider = s.widget("w_depth")
+    options = list(slider.options)
+    i = options.index(s.widgets[slider.id].string_array_value.data[0])
+    j = i + 1 if (k % 2 == 0 or i == 0) and i + 1 < len(options) else i - 1
+    s.widgets[slider.id].string_array_value.data[:] = [options[j]]
+    return int(options[j])
+
+
+async def change(s: Session, k: int, res: Results) -> None:
+    """One depth change, timed; the page must then show the session's preset and the new depth."""
+    depth, s.title_seen, t0 = step_depth(s, k), None, time.perf_counter()
+    res.changes.append(await s.run_page(what=f"the run after change {k + 1}"))
+    if s.title_seen is not None and s.title_seen[2] == depth:
+        res.titles.append(s.title_seen[0] - t0)
+    if (shown := s.title()) != (s.preset, depth):
+        res.errors.append(f"{s.name}: after change {k + 1} to depth {depth} the title is {shown}")
 
 
 async def student(url: str, index: int, changes: int, res: Results, think: float = 0.0) -> None:
@@ -310,21 +357,39 @@ async def student(url: str, index: int, changes: int, res: Results, think: float
     rng = random.Random(index)
     async with Session(url, f"preset={preset}", preset, f"session {index}", res.errors) as s:
         res.first.append(await s.run_page(what="the first page"))
-        for k in range(changes):  # one step of the select_slider, up, down, up, …
+        for k in range(changes):
             if think:  # a student looks at the page before the next change
                 await asyncio.sleep(rng.uniform(0.5 * think, 1.5 * think))
-            slider = s.widget("w_depth")
-            options = list(slider.options)
-            i = options.index(s.widgets[slider.id].string_array_value.data[0])
-            j = i + 1 if (k % 2 == 0 or i == 0) and i + 1 < len(options) else i - 1
-            s.widgets[slider.id].string_array_value.data[:] = [options[j]]  # only this widget changes
-            s.title_seen = None
-            t0 = time.perf_counter()
-            res.changes.append(await s.run_page(what=f"the run after change {k + 1}"))
-            if s.title_seen is not None and s.title_seen[2] == int(options[j]):
-                res.titles.append(s.title_seen[0] - t0)
-            if (shown := s.title()) != (preset, int(options[j])):
-                res.errors.append(f"session {index}: after change {k + 1} to depth {options[j]} the title is {shown}")
+            await change(s, k, res)
+
+
+async def reconnecting(url: str, index: int, after: float, res: Results) -> None:
+    """3 depth changes, the websocket lost (odd indexes: during the last change's run), back after `after` s."""
+    preset, name, mid_run = PRESETS[2 + index % (len(PRESETS) - 2)], f"reconnecting {index}", index % 2 == 1
+    async with Session(url, f"preset={preset}", preset, name, res.errors) as s:
+        await s.run_page(what="the first page")
+        for k in range(2 if mid_run else 3):
+            await change(s, k, res)
+        if mid_run:  # the last change's run starts (new_session), then the tab starves before its page comes back
+            step_depth(s, 2)
+            run_id = s.run_id
+            await s.rerun()
+            await s.wait(lambda: s.run_id != run_id, "the start of the last change's run")
+        before, old, query = s.title(), s.session_id, s.query
+        depth = int(s.widgets[s.widget("w_depth").id].string_array_value.data[0])
+        await s.drop()
+        await asyncio.sleep(after)
+        await s.connect(resume=old)
+        await s.run_page(what="the rerun after reconnecting")
+        resumed, shown = s.session_id == old, s.title()
+        res.reconnects.append((resumed, shown == (preset, depth)))
+        how = "resumed the session" if resumed else f"made a new session ({s.session_id[:8]}…, was {old[:8]}…)"
+        print(f"{name}: dropped {'during a run' if mid_run else 'idle'} on {before} (widgets: depth {depth}; URL ?{query}); "
+              f"after {after:g} s the server {how}; the page shows {shown}", flush=True)
+        if shown != (preset, depth):
+            res.errors.append(f"{name}: state lost on reconnecting: the page shows {shown}, not {(preset, depth)}; "
+                              f"the server {how}")
+        await change(s, 3, res)
 
 
 async def trainer(url: str, index: int, res: Results) -> None:
@@ -389,6 +454,7 @@ async def run(args: argparse.Namespace, url: str, res: Results) -> float:
 
     tasks = [bounded(f"session {i}", student(url, i, args.changes, res, args.think)) for i in range(args.sessions)]
     tasks += [bounded(f"trainer {i}", trainer(url, i, res)) for i in range(args.trainers)]
+    tasks += [bounded(f"reconnecting {i}", reconnecting(url, i, args.reconnect_after, res)) for i in range(args.reconnect)]
     await asyncio.gather(*tasks)
     return time.perf_counter() - started
 
@@ -403,7 +469,14 @@ def main() -> None:
                         help="mean seconds a student waits before each change (uniform 0.5–1.5×; 0 = change as soon as the "
                              "page is back, the worst case)")
     parser.add_argument("--task-timeout", type=float, default=600.0, help="seconds after which a session counts as hung")
+    parser.add_argument("--reconnect", type=int, default=0, help="students that lose their websocket and reconnect")
+    parser.add_argument("--reconnect-after", type=float, default=5.0, help="seconds between the drop and the reconnect")
+    parser.add_argument("--session-ttl", type=int, default=None,
+                        help="the server's server.disconnectedSessionTTL (default 120 s); below --reconnect-after, "
+                             "the old session is gone when the student comes back")
     args = parser.parse_args()
+    if args.session_ttl is not None:  # the env var of the CLI flag --server.disconnectedSessionTTL (start_server passes os.environ)
+        os.environ["STREAMLIT_SERVER_DISCONNECTED_SESSION_TTL"] = str(args.session_ttl)
     from benchmarks.bench_memory import write_fixture
 
     res = Results()
@@ -422,13 +495,17 @@ def main() -> None:
                 proc.kill()
                 proc.wait()
     me = resource.getrusage(resource.RUSAGE_SELF)
-    print(f"sessions: {args.sessions} × {args.changes} changes, {args.trainers} trainers (cap {args.cap}), think {args.think:g} s; {wall:.0f} s")
+    print(f"sessions: {args.sessions} × {args.changes} changes, {args.trainers} trainers (cap {args.cap}), think {args.think:g} s, "
+          f"{args.reconnect} reconnecting (after {args.reconnect_after:g} s, session TTL {'default' if args.session_ttl is None else args.session_ttl}); {wall:.0f} s")
     print(f"errors: {len(res.errors)}")
     for e in res.errors[:20]:
         print("  " + e)
     print(summary("first page (connect → script_finished)", res.first))
     print(summary("change → updated page (BackMsg → script_finished)", res.changes))
     print(summary("change → new title received", res.titles))
+    if args.reconnect:
+        print(f"reconnects: {len(res.reconnects)} of {args.reconnect} done; old session resumed: "
+              f"{sum(r for r, _ in res.reconnects)}; page state kept: {sum(k for _, k in res.reconnects)}")
     print("trainings: " + ", ".join(f"{o}: {res.outcomes.count(o)}" for o in sorted(set(res.outcomes))))
     if res.fragments:
         print("per trainer, fragment auto-reruns asked / fragment runs finished (the server merges pending requests): "
