@@ -39,11 +39,15 @@ CSS = """
 
 
 def boot_from_url() -> None:
-    """On a session's first run, load the config (and tab) from the query string, snapping what does not fit."""
+    """On a session's first run, load the config (and tab) from the query string, snapping what does not fit.
+
+    The session counts as booted only once all of it is loaded: a run can end at any session-state
+    access (a dropped websocket stops it), and a half-done boot must be redone from the URL on the
+    next run, not leave the session on the default network.
+    """
     ss = st.session_state
     if ss.get(BOOTED):
         return
-    ss[BOOTED] = True
     try:
         params = st.query_params.to_dict()
     except Exception:  # noqa: BLE001 - a broken URL must never stop the page
@@ -61,6 +65,7 @@ def boot_from_url() -> None:
         warnings.append(f"there is no tab called {tab!r}" if tab.isalpha() and len(tab) <= 20 else "the link names no tab of this page")
     if warnings:
         common.notify(config, ["This link had settings that did not fit — " + w for w in warnings])
+    ss[BOOTED] = True
 
 
 def sync_url(config: ResNetConfig, preset: str) -> None:

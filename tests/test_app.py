@@ -349,3 +349,32 @@ def test_import_config_through_the_uploader():
     assert not at.exception
     assert any("21" in e.value and "6n+2" in e.value for e in at.error)
     assert url(at) == {"preset": "resnet20", "tab": "Export"}
+
+
+def test_a_boot_cut_short_is_redone_from_the_url_on_the_next_run(monkeypatch):
+    """A dropped websocket stops the first run wherever it is; the next run must still load the link's
+    network (it used to mark the session booted first and come back on the default resnet20)."""
+    from streamlit.runtime.scriptrunner_utils.exceptions import StopException
+
+    from explorer.ui import sidebar
+
+    real, calls = sidebar.load_widgets, []
+
+    def stopped_once(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise StopException()  # what a stop request raises at a session-state access
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sidebar, "load_widgets", stopped_once)
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params["preset"] = "resnet56"
+    at.query_params["depth"] = "110"
+    at.run()
+    assert len(calls) == 1 and not at.exception
+    at.run()  # the browser's rerun after it reconnects
+    assert len(calls) == 2 and not at.exception
+    assert at.select_slider(key="w_depth").value == 110
+    assert url(at)["preset"] == "resnet56"
+    at.select_slider(key="w_depth").set_value(56).run()  # booted now: later changes are kept
+    assert len(calls) == 2 and metrics(at)["Depth"] == "56"
