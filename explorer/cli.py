@@ -294,7 +294,7 @@ def cmd_train(args: argparse.Namespace) -> int:
               + (f"frozen: stem + stage 1–{config.freeze} ({ag.trainable_params:,} trainable params)" if config.freeze
                  else "nothing frozen (--freeze K freezes the stem and K stages)"), file=sys.stderr)
     job = training.TrainJob(config, data, settings, idle_timeout=None, name=f"depth-{config.resolved_depth}").start()
-    shown_epochs, last_line, weights_shown = 0, 0.0, False
+    shown_epochs, last_line, weights_shown, last_phase, started = 0, 0.0, False, "", time.monotonic()
     try:
         while not job.join(0.5):
             snap = job.poll()
@@ -304,12 +304,17 @@ def cmd_train(args: argparse.Namespace) -> int:
                 print(f"epoch {e['epoch']} ({e['fraction']:.0%}) at {e['seconds']:.0f}s: loss {e['loss']:.3f} "
                       f"acc {e['accuracy']:.2%}{val}", file=sys.stderr)
             shown_epochs = len(snap.epochs)
-            if snap.batches and time.monotonic() - last_line >= 5:
+            now = time.monotonic()
+            if snap.phase != "training" and (snap.phase != last_phase or now - last_line >= 10):
+                # before and after the training batches (data, compilation, validation, test): wall clock and phase
+                print(f"[{now - started:6.1f}s wall] {snap.phase} …", file=sys.stderr)
+                last_phase, last_line = snap.phase, now
+            elif snap.batches and now - last_line >= 5:
                 b = snap.batches[-1]
                 ips = f" · {snap.images_per_second:,.0f} img/s" if snap.images_per_second else ""
                 print(f"[{snap.elapsed:6.1f}s] epoch {snap.epoch:5.2f} step {snap.steps} · loss {b['loss']:.3f} "
                       f"acc {b['accuracy']:.2%} · lr {b['lr']:.4f}{ips} · {snap.phase}", file=sys.stderr)
-                last_line = time.monotonic()
+                last_phase, last_line = snap.phase, now
     except KeyboardInterrupt:
         job.stop("interrupted (Ctrl-C)")
         job.join()

@@ -492,6 +492,7 @@ class Pipelines:
         n_test: Test images.
         batch_size: Global batch size.
         steps_per_epoch: Training batches per epoch.
+        train_index: Which of the data set's training images are trained on (after subset and split).
     """
 
     train: Any
@@ -502,6 +503,7 @@ class Pipelines:
     n_test: int
     batch_size: int
     steps_per_epoch: int
+    train_index: np.ndarray | None = None
 
 
 def split_indices(labels: np.ndarray, *, subset: int | None, val_split: float, seed: int,
@@ -649,4 +651,4 @@ def make_datasets(data: Any, *, batch_size: int = 256, subset: int | None = None
         .map(lambda x, y: (norm(x), y)).prefetch(1)
     )
     return Pipelines(train=train, val=val, test=test, n_train=n_train, n_val=len(val_pos), n_test=data.n_test,
-                     batch_size=batch_size, steps_per_epoch=n_train // batch_size)
+                     batch_size=batch_size, steps_per_epoch=n_train // batch_size, train_index=train_idx)

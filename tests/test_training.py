@@ -271,3 +271,49 @@ def test_recalibrate_batchnorm_sets_exact_statistics():
     with T.bn_momentum(model, 0.9):
         assert bn.momentum == 0.9
     assert bn.momentum == 0.99
+
+
+def test_fused_batchnorm_computes_what_keras_does_and_saves_plain_keras(tmp_path):
+    """The fused training kernel: same outputs, gradients and moving statistics as Keras' own BN, a plain
+    `.keras` file, and Keras' code for inference."""
+    import keras
+    import tensorflow as tf
+
+    from explorer.keras_build import build_model
+
+    plain, fused = build_model(ResNetConfig(depth=8)), build_model(ResNetConfig(depth=8))
+    fused.set_weights(plain.get_weights())
+    assert T.fuse_batchnorm(fused) == 7
+    x = tf.constant(np.random.default_rng(0).normal(1.0, 2.0, size=(8, 32, 32, 3)).astype(np.float32))
+    weight = tf.range(10, dtype=tf.float32)
+
+    def forward_backward(model):
+        with tf.GradientTape() as tape:
+            y = model(x, training=True)
+            loss = tf.reduce_sum(y * weight)
+        return np.asarray(y), tape.gradient(loss, model.trainable_variables)
+
+    (y_plain, g_plain), (y_fused, g_fused) = forward_backward(plain), forward_backward(fused)
+    assert np.allclose(y_plain, y_fused, atol=1e-5)
+    for a, b in zip(g_plain, g_fused, strict=True):
+        assert np.allclose(a, b, rtol=1e-3, atol=1e-4 * float(np.abs(a).max()))
+    for a, b in zip(plain.non_trainable_weights, fused.non_trainable_weights, strict=True):  # moving mean/variance
+        assert np.allclose(a.numpy(), b.numpy(), atol=1e-5)
+    assert not np.allclose(plain.get_layer("stem_bn").moving_variance.numpy(), 1.0)  # they did move
+    assert np.allclose(np.asarray(plain(x, training=False)), np.asarray(fused(x, training=False)), atol=1e-5)
+    fused.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
+    assert type(loaded.get_layer("stem_bn")) is keras.layers.BatchNormalization
+    assert np.allclose(np.asarray(loaded(x, training=False)), np.asarray(fused(x, training=False)), atol=1e-6)
+
+
+def test_the_short_recipe_whitens_the_stem_and_the_paper_recipe_does_not(data):
+    short = T.TrainJob(TINY, data, T.TrainSettings(epochs=1, batch_size=50, evaluate=False), slots=threading.Semaphore(1))
+    result = short.start().join(120) and short.result()
+    assert result["status"] == "done", result["error"]
+    whitening = result["stem_whitening"]
+    assert (whitening["layer"], whitening["pairs"], whitening["filters"]) == ("stem_conv", 2, 4)  # 4 filters: 2 ± pairs
+    assert 0 < whitening["explained"] <= 1
+    paper = T.TrainJob(TINY, data, T.TrainSettings(recipe="paper", epochs=1, batch_size=50, evaluate=False),
+                       slots=threading.Semaphore(1))
+    assert paper.start().join(120) and paper.result()["stem_whitening"] is None
