@@ -1,6 +1,6 @@
 """Benchmark: resident memory over 200 rebuilt configs, and over 3 trainings in a row, in one process.
 
-Run: .venv/bin/python benchmarks/bench_memory.py [--data-dir DIR] [--configs 200] [--seconds 15]
+Run: .venv/bin/python benchmarks/bench_memory.py [--data-dir DIR] [--configs 200] [--seconds 15] [--trainings 3]
 Prints RSS figures; asserts nothing. Goals (issue 6): RSS growth ≤ 50 MB over the rebuilds (after
 a warm-up), and after the trainings RSS back within 200 MB of where it was before them.
 Without --data-dir (or CIFAR10_DIR), the trainings use a small generated CIFAR-10 fixture.
@@ -84,6 +84,7 @@ def main() -> None:
     parser.add_argument("--keras-layers", type=int, default=120, help="also build the Keras model up to this size")
     parser.add_argument("--data-dir", default=os.environ.get("CIFAR10_DIR"))
     parser.add_argument("--seconds", type=float, default=15.0, help="budget of each training")
+    parser.add_argument("--trainings", type=int, default=3, help="trainings in a row")
     args = parser.parse_args()
 
     configs = random_configs(args.configs)
@@ -107,7 +108,7 @@ def main() -> None:
         dataset = cifar.load_cifar10(data_dir, use_env=False, use_keras_cache=False)
         before = rss_mb()
         print(f"before trainings: {before:.0f} MiB (data: {'real CIFAR-10' if args.data_dir else 'generated fixture'})")
-        for i in range(3):
+        for i in range(args.trainings):
             cfg = ResNetConfig(depth=20)
             job = TrainJob(cfg, dataset, TrainSettings(seconds=args.seconds, subset=5000), idle_timeout=None,
                            name=f"run {i + 1}").start()
@@ -119,7 +120,8 @@ def main() -> None:
             release_freed_memory()
             print(f"training {i + 1}: {snap.status}; RSS {held:.0f} MiB, {rss_mb():.0f} MiB after malloc_trim")
         end = rss_mb()
-        print(f"after 3 trainings: RSS {end:.0f} MiB ({end - before:+.0f} MiB vs before; goal within 200)")
+        print(f"after {args.trainings} trainings: RSS {end:.0f} MiB ({end - before:+.0f} MiB vs before; goal within 200 "
+              f"after 3); MALLOC_ARENA_MAX={os.environ.get('MALLOC_ARENA_MAX', 'unset')}")
 
 
 if __name__ == "__main__":

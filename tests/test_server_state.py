@@ -44,3 +44,9 @@ def test_app_reruns_leave_the_keras_session_alone(clear_calls):
 def test_server_config_turns_off_the_gc_after_every_run():
     config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
     assert config["runner"]["postScriptGC"] is False
+
+
+def test_server_config_keeps_a_dropped_session_for_ten_minutes():
+    """A tab that loses its websocket (sleeping laptop, starved browser) resumes its session, runs included."""
+    config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    assert config["server"]["disconnectedSessionTTL"] == 600  # Streamlit's default is 120 s

@@ -20,7 +20,7 @@ fragments on the `auto_rerun` timers as a browser does; every other one presses 
 abruptly (no close frame; odd-numbered ones during the run of their last change, as a starved tab
 would), wait `--reconnect-after` s and reconnect as the frontend does: `Sec-WebSocket-Protocol:
 streamlit, <xsrf token or PLACEHOLDER_AUTH_TOKEN>, <last session id>` (the server resumes a session
-it still keeps, `server.disconnectedSessionTTL`, else makes a new one), then a rerun with the widget
+it still keeps, `server.disconnectedSessionTTL` = 600 s here, else makes a new one), then a rerun with the widget
 values and the query string the page last had. The frontend sends that rerun at once only when a run
 was in progress (or fragments ran); an idle tab sends it with the next change, so the check is the
 same: the page must show the preset and depth it had, then one more change. `--session-ttl S`
@@ -472,7 +472,7 @@ def main() -> None:
     parser.add_argument("--reconnect", type=int, default=0, help="students that lose their websocket and reconnect")
     parser.add_argument("--reconnect-after", type=float, default=5.0, help="seconds between the drop and the reconnect")
     parser.add_argument("--session-ttl", type=int, default=None,
-                        help="the server's server.disconnectedSessionTTL (default 120 s); below --reconnect-after, "
+                        help="the server's server.disconnectedSessionTTL (the repo's .streamlit/config.toml: 600 s); below --reconnect-after, "
                              "the old session is gone when the student comes back")
     args = parser.parse_args()
     if args.session_ttl is not None:  # the env var of the CLI flag --server.disconnectedSessionTTL (start_server passes os.environ)
