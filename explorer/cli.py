@@ -305,7 +305,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                       f"acc {e['accuracy']:.2%}{val}", file=sys.stderr)
             shown_epochs = len(snap.epochs)
             now = time.monotonic()
-            if snap.phase != "training" and (snap.phase != last_phase or now - last_line >= 10):
+            if snap.phase != "training" and (snap.phase.split(" (")[0] != last_phase.split(" (")[0] or now - last_line >= 10):
                 # before and after the training batches (data, compilation, validation, test): wall clock and phase
                 print(f"[{now - started:6.1f}s wall] {snap.phase} …", file=sys.stderr)
                 last_phase, last_line = snap.phase, now

@@ -62,7 +62,7 @@ def test_one_epoch_fills_history_and_evaluates(data):
     assert epoch["complete"] and epoch["val_accuracy"] is not None and epoch["loss"] is not None
     ev = snap.evaluation
     assert ev.test_images == 200 and ev.confusion.sum() == 200 and len(ev.per_class_accuracy) == 10
-    assert not ev.tta  # flip TTA is an option (--tta), off by default
+    assert ev.tta  # the short recipe averages each test image with its mirror image
     result = job.result()
     json.dumps(result)  # the CLI's --json object
     assert result["epochs_completed"] == 1 and result["test_images"] == 200
@@ -170,7 +170,7 @@ def test_schedules():
 
 def test_settings_resolve_and_validate():
     s = T.TrainSettings().resolved()
-    assert s.seconds == T.RECIPES["short"].seconds and s.epochs is None and s.batch_size == 128
+    assert s.seconds == T.RECIPES["short"].seconds and s.epochs is None and s.batch_size == 64 and s.tta
     p = T.TrainSettings(recipe="paper").resolved()
     assert p.epochs == 182 and p.crop == 4 and p.batch_size == 128
     assert T.TrainSettings(epochs=3).budget_text() == "3 epochs"
@@ -317,3 +317,23 @@ def test_the_short_recipe_whitens_the_stem_and_the_paper_recipe_does_not(data):
     paper = T.TrainJob(TINY, data, T.TrainSettings(recipe="paper", epochs=1, batch_size=50, evaluate=False),
                        slots=threading.Semaphore(1))
     assert paper.start().join(120) and paper.result()["stem_whitening"] is None
+
+
+def test_flip_tta_averages_each_image_with_its_mirror_in_one_pass():
+    import tensorflow as tf
+
+    from explorer.keras_build import build_model
+
+    model = build_model(TINY)
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(30, 32, 32, 3)).astype(np.float32)
+    labels = rng.integers(0, 10, 30)
+    ds = tf.data.Dataset.from_tensor_slices((x, np.eye(10, dtype=np.float32)[labels])).batch(8)
+    seen: list[float] = []
+    ev = T.evaluate_model(model, ds, labels, tta=True, progress=seen.append)
+    expected = (np.asarray(model(x, training=False)) + np.asarray(model(x[:, :, ::-1], training=False))) / 2
+    assert ev.tta and np.array_equal(ev.predictions, expected.argmax(axis=1))
+    assert np.allclose(ev.confidence, expected.max(axis=1), atol=1e-5)
+    assert seen == [0.25, 0.5, 0.75, 1.0]  # 4 batches
+    plain = T.evaluate_model(model, ds, labels)
+    assert not plain.tta and np.allclose(plain.confidence, np.asarray(model(x, training=False)).max(axis=1), atol=1e-5)
