@@ -862,8 +862,9 @@ def fuse_batchnorm(model: Any) -> int:
     one pass forward and one backward. Same function, same variables, same moving-average update
     (Bessel's correction removed, as Keras' own statistics have none): on this 2-core CPU ResNet-20
     trains ~1.3–2× faster and traces faster. Only the instances' `call` changes — the classes, the
-    config and a saved `.keras` stay plain Keras — and only float32 NHWC batches in training take the
-    fused path; anything else (inference, masks, other dtypes or axes) runs Keras' own code.
+    config and a saved `.keras` stay plain Keras — and only float32 NHWC batches in training, in
+    trainable layers, take the fused path; anything else (inference, frozen layers, masks, other dtypes
+    or axes) runs Keras' own code.
     Returns the number of layers changed.
     """
     import tensorflow as tf
@@ -873,8 +874,9 @@ def fuse_batchnorm(model: Any) -> int:
         plain = layer.call  # the bound Keras method
 
         def call(inputs: Any, training: Any = None, mask: Any = None, *, _layer: Any = layer, _plain: Any = plain) -> Any:
-            if (training is not True or mask is not None or len(inputs.shape) != 4 or _layer.axis not in (3, -1)
-                    or inputs.dtype != tf.float32 or getattr(_layer, "synchronized", False)):
+            if (training is not True or not _layer.trainable or mask is not None or len(inputs.shape) != 4
+                    or _layer.axis not in (3, -1) or inputs.dtype != tf.float32 or getattr(_layer, "synchronized", False)):
+                # (a frozen BN layer normalises with its moving statistics and never updates them, as in Keras)
                 return _plain(inputs, training=training, mask=mask)
             channels = inputs.shape[-1]
             scale = _layer.gamma if _layer.scale else tf.ones((channels,), tf.float32)

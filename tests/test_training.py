@@ -301,6 +301,14 @@ def test_fused_batchnorm_computes_what_keras_does_and_saves_plain_keras(tmp_path
         assert np.allclose(a.numpy(), b.numpy(), atol=1e-5)
     assert not np.allclose(plain.get_layer("stem_bn").moving_variance.numpy(), 1.0)  # they did move
     assert np.allclose(np.asarray(plain(x, training=False)), np.asarray(fused(x, training=False)), atol=1e-5)
+    frozen = fused.get_layer("stem_bn")  # a frozen BN layer uses its moving statistics and keeps them, as in Keras
+    frozen.trainable, before = False, frozen.moving_mean.numpy().copy()
+    h = tf.random.normal((4, 8, 8, 16), 2.0, 3.0)
+    assert np.allclose(np.asarray(frozen(h, training=True)), np.asarray(frozen(h, training=False)), atol=1e-5)
+    assert np.array_equal(frozen.moving_mean.numpy(), before)
+    frozen.trainable = True
+    assert not np.allclose(np.asarray(frozen(h, training=True)), np.asarray(frozen(h, training=False)), atol=1e-3)
+    frozen.moving_mean.assign(before)
     fused.save(tmp_path / "m.keras")
     loaded = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
     assert type(loaded.get_layer("stem_bn")) is keras.layers.BatchNormalization
