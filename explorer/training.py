@@ -861,7 +861,7 @@ def fuse_batchnorm(model: Any) -> int:
     over the activations and each differentiated on its own; `FusedBatchNormV3` (oneDNN on a CPU) is
     one pass forward and one backward. Same function, same variables, same moving-average update
     (Bessel's correction removed, as Keras' own statistics have none): on this 2-core CPU ResNet-20
-    trains ~1.3–2× faster and traces faster. Only the instances' `call` changes — the classes, the
+    trains ~1.2× faster than plain Keras (benchmarks/bench_training.py) and its first batch traces sooner. Only the instances' `call` changes — the classes, the
     config and a saved `.keras` stay plain Keras — and only float32 NHWC batches in training, in
     trainable layers, take the fused path; anything else (inference, frozen layers, masks, other dtypes
     or axes) runs Keras' own code.

@@ -61,6 +61,27 @@ def start_server(data_dir: Path, cap: int) -> tuple[subprocess.Popen, str]:
     raise SystemExit("streamlit did not start")
 
 
+def stop_server(proc: subprocess.Popen) -> None:
+    """End the server started by `start_server` (killed if it does not stop within 20 s)."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def scenario_parser(description: str) -> argparse.ArgumentParser:
+    """The command line shared by both load tests: how many students, changes and trainers, the cap, the timeout."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--sessions", type=int, default=30)
+    parser.add_argument("--changes", type=int, default=10)
+    parser.add_argument("--trainers", type=int, default=5)
+    parser.add_argument("--cap", type=int, default=2)
+    parser.add_argument("--task-timeout", type=float, default=600.0, help="seconds after which a session counts as hung")
+    return parser
+
+
 async def title(page) -> str:
     return (await page.locator(TITLE).first.inner_text()).strip()
 
@@ -168,13 +189,7 @@ async def run(args: argparse.Namespace, url: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sessions", type=int, default=30)
-    parser.add_argument("--changes", type=int, default=10)
-    parser.add_argument("--trainers", type=int, default=5)
-    parser.add_argument("--cap", type=int, default=2)
-    parser.add_argument("--task-timeout", type=float, default=600.0, help="seconds after which a session counts as hung")
-    args = parser.parse_args()
+    args = scenario_parser(__doc__.splitlines()[0]).parse_args()
     from benchmarks.bench_memory import write_fixture
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -183,8 +198,7 @@ def main() -> None:
         try:
             asyncio.run(run(args, url))
         finally:
-            proc.terminate()
-            proc.wait(timeout=20)
+            stop_server(proc)
 
 
 if __name__ == "__main__":

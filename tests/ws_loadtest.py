@@ -40,7 +40,6 @@ import random
 import re
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -62,7 +61,7 @@ from streamlit.proto.NumberInput_pb2 import NumberInput  # noqa: E402
 from streamlit.proto.Slider_pb2 import Slider  # noqa: E402
 from streamlit.proto.WidgetStates_pb2 import WidgetState  # noqa: E402
 
-from tests.loadtest import PRESETS, start_server  # noqa: E402
+from tests.loadtest import PRESETS, scenario_parser, start_server, stop_server  # noqa: E402
 
 TITLE = re.compile(r"### (\S+)(?: \(modified\))? · ResNet-(\d+)")
 FULL, FRAGMENT, EARLY = (ForwardMsg.FINISHED_SUCCESSFULLY, ForwardMsg.FINISHED_FRAGMENT_RUN_SUCCESSFULLY,
@@ -460,15 +459,10 @@ async def run(args: argparse.Namespace, url: str, res: Results) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sessions", type=int, default=30)
-    parser.add_argument("--changes", type=int, default=10)
-    parser.add_argument("--trainers", type=int, default=5)
-    parser.add_argument("--cap", type=int, default=2)
+    parser = scenario_parser(__doc__.splitlines()[0])
     parser.add_argument("--think", type=float, default=0.0,
                         help="mean seconds a student waits before each change (uniform 0.5–1.5×; 0 = change as soon as the "
                              "page is back, the worst case)")
-    parser.add_argument("--task-timeout", type=float, default=600.0, help="seconds after which a session counts as hung")
     parser.add_argument("--reconnect", type=int, default=0, help="students that lose their websocket and reconnect")
     parser.add_argument("--reconnect-after", type=float, default=5.0, help="seconds between the drop and the reconnect")
     parser.add_argument("--session-ttl", type=int, default=None,
@@ -488,12 +482,7 @@ def main() -> None:
             wall = asyncio.run(run(args, url, res))
             cpu1, hwm = proc_stats(proc.pid)
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_server(proc)
     me = resource.getrusage(resource.RUSAGE_SELF)
     print(f"sessions: {args.sessions} × {args.changes} changes, {args.trainers} trainers (cap {args.cap}), think {args.think:g} s, "
           f"{args.reconnect} reconnecting (after {args.reconnect_after:g} s, session TTL {'default' if args.session_ttl is None else args.session_ttl}); {wall:.0f} s")
