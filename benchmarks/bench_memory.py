@@ -1,6 +1,7 @@
 """Benchmark: resident memory over 200 rebuilt configs, and over 3 trainings in a row, in one process.
 
 Run: .venv/bin/python benchmarks/bench_memory.py [--data-dir DIR] [--configs 200] [--seconds 15] [--trainings 3]
+     [--worker process|thread]
 Prints RSS figures; asserts nothing. Goals (issue 6): RSS growth ≤ 50 MB over the rebuilds (after
 a warm-up), and after the trainings RSS back within 200 MB of where it was before them.
 Without --data-dir (or CIFAR10_DIR), the trainings use a small generated CIFAR-10 fixture.
@@ -85,6 +86,8 @@ def main() -> None:
     parser.add_argument("--data-dir", default=os.environ.get("CIFAR10_DIR"))
     parser.add_argument("--seconds", type=float, default=15.0, help="budget of each training")
     parser.add_argument("--trainings", type=int, default=3, help="trainings in a row")
+    parser.add_argument("--worker", choices=("process", "thread"), default="process",
+                        help="where each training runs (the app's default: a spawned process)")
     args = parser.parse_args()
 
     configs = random_configs(args.configs)
@@ -111,17 +114,20 @@ def main() -> None:
         for i in range(args.trainings):
             cfg = ResNetConfig(depth=20)
             job = TrainJob(cfg, dataset, TrainSettings(seconds=args.seconds, subset=5000), idle_timeout=None,
-                           name=f"run {i + 1}").start()
+                           name=f"run {i + 1}", worker=args.worker).start()
             job.join(timeout=args.seconds * 10 + 120)
             snap = job.poll()
+            peak = job.worker_peak_rss
             del job
             gc.collect()
             held = rss_mb()
             release_freed_memory()
-            print(f"training {i + 1}: {snap.status}; RSS {held:.0f} MiB, {rss_mb():.0f} MiB after malloc_trim")
+            child = "" if peak is None else f"; the training process peaked at {peak / 2**20:.0f} MiB"
+            print(f"training {i + 1} ({args.worker}): {snap.status}; RSS {held:.0f} MiB, {rss_mb():.0f} MiB after "
+                  f"malloc_trim{child}")
         end = rss_mb()
-        print(f"after {args.trainings} trainings: RSS {end:.0f} MiB ({end - before:+.0f} MiB vs before; goal within 200 "
-              f"after 3); MALLOC_ARENA_MAX={os.environ.get('MALLOC_ARENA_MAX', 'unset')}")
+        print(f"after {args.trainings} trainings ({args.worker}): RSS {end:.0f} MiB ({end - before:+.0f} MiB vs before; "
+              f"goal within 200 after 3)")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import threading
 import time
 from typing import Any
 
+from explorer import guards
 from explorer.config import ResNetConfig
 from explorer.presets import PRESETS
 from explorer.training import TrainJob, TrainSettings
@@ -53,7 +54,8 @@ class DegradationLesson:
         for name, config in self.networks:
             if self._stop.is_set():
                 break
-            job = TrainJob(config, self.data, self.settings, idle_timeout=None, name=name).start()
+            job = TrainJob(config, self.data, self.settings, idle_timeout=None, name=name,
+                           worker=guards.train_worker()).start()
             with self._lock:
                 self.jobs.append(job)
             while not job.join(0.25):

@@ -39,6 +39,8 @@ MIB = 2**20
 FIXED_BYTES = 200 * MIB
 ACTIVATION_FACTOR = 1.2
 PARAM_COPIES = 4  # weights, gradients, momentum, and one transient copy
+# A spawned training process (worker "process") first imports TensorFlow and Keras: 612 MiB resident here.
+PROCESS_BYTES = 640 * MIB
 FREE_FRACTION = 0.85  # never plan to use more than this share of the memory the machine has free
 
 T = TypeVar("T")
@@ -71,8 +73,13 @@ def human(n: float) -> str:
 
 
 # --------------------------------------------------------------------------- memory
+def process_bytes(data_bytes: int) -> int:
+    """What a training process takes before it trains: TensorFlow's runtime and its copy of the data set."""
+    return PROCESS_BYTES + int(data_bytes)
+
+
 def estimate_training_bytes(ag: AnnotatedGraph, *, batch_size: int, images: int, flip: bool = True,
-                            image_bytes: int | None = None) -> int:
+                            image_bytes: int | None = None, extra: int = 0) -> int:
     """Peak extra memory of one training of `ag`, in bytes (an estimate with a margin).
 
     Args:
@@ -81,11 +88,12 @@ def estimate_training_bytes(ag: AnnotatedGraph, *, batch_size: int, images: int,
         images: Training + validation images the run copies into its pipeline.
         flip: Whether a mirrored copy of those images is kept (random flips).
         image_bytes: Bytes of one stored uint8 image (default: the network's input size).
+        extra: Bytes to add, e.g. `process_bytes` when the training runs in a process of its own.
     """
     per_image = image_bytes if image_bytes is not None else math.prod(ag.config.input_shape)
     data = images * per_image * (2 if flip else 1)
     params = ag.total_params * 4 * PARAM_COPIES
-    return int(FIXED_BYTES + ACTIVATION_FACTOR * batch_size * ag.activation_bytes + params + data)
+    return int(FIXED_BYTES + ACTIVATION_FACTOR * batch_size * ag.activation_bytes + params + data + extra)
 
 
 def _read_int(path: Path) -> int | None:
@@ -115,14 +123,15 @@ def available_bytes() -> int | None:
 
 
 def check_training_memory(ag: AnnotatedGraph, *, batch_size: int, images: int, flip: bool = True,
-                          image_bytes: int | None = None, free: int | None = None) -> int:
+                          image_bytes: int | None = None, free: int | None = None, extra: int = 0) -> int:
     """Refuse a training that would not fit in memory; returns the estimate in bytes.
 
     Raises:
         ConfigError: (field "batch_size") the estimate is above the teacher's cap
             (`EXPLORER_MAX_TRAIN_MEMORY_MB`) or above 85 % of the memory the machine has free.
     """
-    need = estimate_training_bytes(ag, batch_size=batch_size, images=images, flip=flip, image_bytes=image_bytes)
+    need = estimate_training_bytes(ag, batch_size=batch_size, images=images, flip=flip, image_bytes=image_bytes,
+                                   extra=extra)
     per_batch = ACTIVATION_FACTOR * ag.activation_bytes
 
     def refuse(limit: float, why: str) -> None:
@@ -185,3 +194,27 @@ def within(seconds: float, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T
         return future.result(timeout=seconds)
     except concurrent.futures.TimeoutError:
         raise TooSlow(f"it took longer than {seconds:g} s (the limit per page update, {RERUN_SECONDS_ENV})") from None
+
+
+# --------------------------------------------------------------------------- where trainings run
+TRAIN_WORKER_ENV = "EXPLORER_TRAIN_WORKER"
+TRAIN_NICE_ENV = "EXPLORER_TRAIN_NICE"
+WORKERS = ("process", "thread")
+DEFAULT_TRAIN_NICE = 19
+
+
+def train_worker(default: str = "process") -> str:
+    """Where the app runs a training (`EXPLORER_TRAIN_WORKER`): "process" (default: a spawned process at a
+    lower CPU priority, whose memory goes back to the system when it ends) or "thread" (inside the server)."""
+    raw = os.environ.get(TRAIN_WORKER_ENV, "").strip().lower()
+    return raw if raw in WORKERS else default
+
+
+def train_nice() -> int:
+    """How much a training process lowers its CPU priority (`EXPLORER_TRAIN_NICE`, 0..19, default 19), so the
+    server answers students first and trainings take the CPU time left over."""
+    raw = os.environ.get(TRAIN_NICE_ENV, "").strip()
+    try:
+        return min(19, max(0, int(raw))) if raw else DEFAULT_TRAIN_NICE
+    except ValueError:
+        return DEFAULT_TRAIN_NICE

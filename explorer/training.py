@@ -1,10 +1,14 @@
-"""Short CIFAR-10 training of a configured network: recipes, a worker-thread `TrainJob`, metric history, stop, evaluation.
+"""Short CIFAR-10 training of a configured network: recipes, a `TrainJob` worker, metric history, stop, evaluation.
 
 A `TrainJob` owns everything one training needs (status, lock, metric history, stop event,
 last-poll time) and runs in a daemon thread, so a Streamlit page can poll it from a fragment
-and a CLI can print its progress. The worker never touches Streamlit. Jobs share the process
-(TensorFlow's thread pools are process-wide), so a process-wide semaphore caps how many train
-at once (`EXPLORER_MAX_TRAININGS`, default 1); the others wait for a slot.
+and a CLI can print its progress. The worker never touches Streamlit. A process-wide semaphore
+caps how many train at once (`EXPLORER_MAX_TRAININGS`, default 1); the others wait for a slot.
+
+With `worker="process"` (what the app uses, `explorer.guards.train_worker`) the thread hands the
+training itself to a spawned process at a lower CPU priority and relays its state: the server
+stays responsive while trainings use the cores, and everything a training allocated (Keras'
+traced graphs included) goes back to the system when the process ends.
 
 TensorFlow is imported when a job starts, not when this module is imported.
 """
@@ -13,7 +17,9 @@ from __future__ import annotations
 
 import contextlib
 import math
+import multiprocessing
 import os
+import queue
 import threading
 import time
 import traceback
@@ -41,6 +47,12 @@ DEFAULT_IDLE_TIMEOUT = 60.0
 RECORD_INTERVAL = 0.5  # seconds between two per-batch history records
 PLATEAU_FACTOR = 0.1  # LR on plateau: the LR is multiplied by this ...
 PLATEAU_MIN_LR = 1e-4  # ... down to this fraction of the peak LR
+SYNC_INTERVAL = 0.25  # seconds between two state updates from a training process
+STOP_GRACE = 10.0  # seconds a training process has to end after a stop before it is killed
+# What a training process reports back (besides the history, the stop reason and the evaluation).
+SYNCED = ("phase", "progress", "elapsed", "eta", "images_per_second", "epoch", "steps", "images_seen", "train_seconds",
+          "steady_images_per_second", "finalize_seconds", "n_train", "n_val", "monitor", "best_epoch", "restored_best",
+          "precision", "device", "capped", "whitening", "weights_report", "memory_estimate")
 
 
 # --------------------------------------------------------------------------- recipes
@@ -528,11 +540,17 @@ class TrainJob:
             A time budget above it is refused; an epoch budget ends there and is evaluated as it stands.
         check_memory: Refuse to start (status "failed", with the reason) when the estimated memory
             of the training is more than the machine has free (`explorer.guards`).
+        worker: "thread" trains in this process; "process" in a spawned process (at the CPU priority
+            `explorer.guards.train_nice`), whose model comes back as `.keras` bytes (`model_bytes`; `model`
+            loads them when first asked for).
     """
 
     def __init__(self, config: ResNetConfig, data: Cifar10, settings: TrainSettings | None = None, *,
                  idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT, slots: threading.Semaphore | None = None,
-                 name: str | None = None, max_seconds: float | None = None, check_memory: bool = True) -> None:
+                 name: str | None = None, max_seconds: float | None = None, check_memory: bool = True,
+                 worker: str = "thread") -> None:
+        if worker not in guards.WORKERS:
+            raise ValueError(f"worker must be one of {guards.WORKERS}, not {worker!r}")
         problem = data_mismatch(config, data)
         if problem:
             shape, n = "×".join(map(str, data.image_shape)), data.num_classes
@@ -562,7 +580,10 @@ class TrainJob:
         self.batches: list[dict] = []
         self.epochs: list[dict] = []
         self.evaluation: Evaluation | None = None
-        self.model: Any = None
+        self.worker = worker
+        self.worker_pid: int | None = None  # the training process, with worker="process"
+        self.worker_peak_rss: int | None = None  # its peak resident memory in bytes, once it has ended
+        self._model: Any = None
         self._model_bytes: bytes | None = None
         self.precision = "float32"
         self.device = "CPU"
@@ -657,6 +678,7 @@ class TrainJob:
                 "history": {"batches": list(self.batches), "epochs": list(self.epochs)},
                 "error": self.error, "stop_reason": self.stop_reason,
                 "ended_at_server_limit": self.capped, "memory_estimate_bytes": self.memory_estimate,
+                "worker": self.worker, "worker_peak_memory_bytes": self.worker_peak_rss,
                 "stem_whitening": None if self.whitening is None else vars(self.whitening),
                 "monitor": self.monitor, "best_epoch": self.best_epoch, "restored_best": self.restored_best,
                 "data_source": self.data.source, "classes": list(self.data.classes),
@@ -680,11 +702,29 @@ class TrainJob:
             "weights_skipped": None if report is None else list(report.skipped),
         }
 
+    @property
+    def model(self) -> Any:
+        """The trained Keras model (None before). A training process's model is loaded from its bytes when first asked for."""
+        if self._model is None and self._model_bytes is not None and not self.active:
+            from explorer.inference import load_model
+
+            self._model = load_model(self._model_bytes, name=f"{self.name}.keras").model
+        return self._model
+
+    @model.setter
+    def model(self, value: Any) -> None:
+        self._model = value
+
+    @property
+    def has_model(self) -> bool:
+        """Whether the job has ended with a model (without loading one from a training process)."""
+        return not self.active and (self._model is not None or self._model_bytes is not None)
+
     def model_bytes(self) -> bytes:
         """The trained model as a `.keras` file, its class names and normalisation inside (made once, after the job has ended)."""
         from explorer.inference import meta_for_data, save_model_bytes
 
-        if self.model is None or self.active:
+        if not self.has_model:
             raise RuntimeError("there is no trained model yet")
         if self._model_bytes is None:
             self._model_bytes = save_model_bytes(self.model, meta_for_data(self.model, self.data))
@@ -711,12 +751,15 @@ class TrainJob:
             try:
                 self._set(status="stopping" if self._stop.is_set() else "running", phase="preparing the data")
                 self._check_memory()
-                self._train()
+                if self.worker == "process":
+                    self._train_in_process()
+                else:
+                    self._train()
             finally:
                 self._slots.release()
                 release_freed_memory()
             self._finish("stopped" if self._stop.is_set() else "done")
-        except (DataError, ConfigError) as exc:
+        except (DataError, ConfigError, WorkerFailed) as exc:
             self._finish("failed", error=str(exc))
         except Exception as exc:  # shown to the user in one line; the traceback is kept for logs
             self.traceback = traceback.format_exc()
@@ -730,8 +773,12 @@ class TrainJob:
         s = self.settings
         images = self.data.n_train if s.subset is None else min(s.subset, self.data.n_train)
         estimate = guards.check_training_memory if self.check_memory else guards.estimate_training_bytes
+        extra = 0
+        if self.worker == "process":
+            d = self.data
+            extra = guards.process_bytes(sum(a.nbytes for a in (d.x_train, d.y_train, d.x_test, d.y_test)))
         self._set(memory_estimate=estimate(build(self.config), batch_size=s.batch_size, images=images, flip=bool(s.flip),
-                                           image_bytes=int(self.data.x_train[0].nbytes)))
+                                           image_bytes=int(self.data.x_train[0].nbytes), extra=extra))
 
     def _wait_for_slot(self) -> bool:
         while not self._slots.acquire(timeout=0.1):
@@ -810,6 +857,71 @@ class TrainJob:
         if evaluation is not None:
             self._set(evaluation=evaluation)
 
+    def _train_in_process(self) -> None:
+        """Run `_train` in a spawned process and mirror its state here until it ends.
+
+        Raises:
+            WorkerFailed: The training failed there (its one-line message), or the process died.
+        """
+        ctx = multiprocessing.get_context("spawn")
+        updates = ctx.Queue()
+        stop = ctx.Event()
+        spec = (self.config, self.data, self.settings, self.name, self.max_seconds, guards.train_nice())
+        process = ctx.Process(target=_process_main, args=(spec, updates, stop), name=f"train-{self.name}", daemon=True)
+        self._set(phase="starting a training process")
+        process.start()
+        self._set(worker_pid=process.pid)
+        ended = None
+        stop_asked = None
+        try:
+            while ended is None:
+                if self.should_stop():
+                    stop.set()
+                    stop_asked = stop_asked or time.monotonic()
+                    if time.monotonic() - stop_asked > STOP_GRACE and process.is_alive():
+                        process.kill()  # (it did not end by itself: stop it anyway, with what it has reported)
+                        return
+                self.worker_peak_rss = _peak_rss(process.pid) or self.worker_peak_rss
+                try:
+                    kind, state = updates.get(timeout=SYNC_INTERVAL)
+                except queue.Empty:
+                    if not process.is_alive():
+                        with contextlib.suppress(queue.Empty):
+                            kind, state = updates.get(timeout=1.0)  # (what it sent just before it ended)
+                            if kind == "end":
+                                ended = state
+                                continue
+                        raise WorkerFailed(_died(process.exitcode)) from None
+                    continue
+                self._apply(state)
+                if kind == "end":
+                    ended = state
+        finally:
+            stop.set()
+            updates.close()
+            # (it exits within seconds of its last report; the job ends now, and a thread reaps the process)
+            threading.Thread(target=_reap, args=(process,), name=f"reap-{self.name}", daemon=True).start()
+        if ended.get("traceback"):
+            self.traceback = ended["traceback"]
+        if ended["status"] == "failed":
+            raise WorkerFailed(ended["error"] or "the training failed")
+
+    def _apply(self, state: dict) -> None:
+        """Take a training process's report (`_report`)."""
+        with self._lock:
+            for key in SYNCED:
+                if key in state:
+                    setattr(self, key, state[key])
+            self.batches.extend(state.get("batches", ()))
+            if "epochs" in state:
+                self.epochs[:] = state["epochs"]
+            if state.get("stop_reason") and self.stop_reason is None:
+                self.stop_reason = state["stop_reason"]
+            if state.get("evaluation") is not None:
+                self.evaluation = state["evaluation"]
+            if state.get("model_bytes") is not None:
+                self._model_bytes = state["model_bytes"]
+
     def _load_weights(self, model: Any) -> None:
         """Copy the ImageNet weights into the freshly built model (a WeightsError fails the job, saying where to put the file)."""
         from explorer import pretrained
@@ -819,6 +931,98 @@ class TrainJob:
         report = pretrained.load_imagenet_weights(model, self.config, weights=s.weights_file,
                                                   download=s.weights == "imagenet")
         self._set(weights_report=report)
+
+
+def _reap(process: Any, grace: float = 30.0) -> None:
+    """Wait for a training process to exit after its last report; kill it if it does not within `grace` seconds."""
+    process.join(grace)
+    if process.is_alive():
+        process.kill()
+        process.join(5)
+
+
+def _peak_rss(pid: int) -> int | None:
+    """The peak resident memory of a live process in bytes (Linux' VmHWM; None elsewhere or once it has ended)."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+class WorkerFailed(RuntimeError):
+    """A training process failed (the message is the one-line error to show) or ended unexpectedly."""
+
+
+def _died(exitcode: int | None) -> str:
+    if exitcode is not None and exitcode < 0:
+        import signal
+
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        killed = " (the system ran out of memory?)" if exitcode == -signal.SIGKILL else ""
+        return f"the training process was killed by {name}{killed}; try a smaller batch size or network, or retry later"
+    return f"the training process ended unexpectedly (exit code {exitcode}); see the server log"
+
+
+class _ProcessJob(TrainJob):
+    """The job inside a training process: stops when the server's job asks, reports its state through a queue."""
+
+    def __init__(self, *args: Any, remote_stop: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._remote_stop = remote_stop
+        self._parent = os.getppid()
+
+    def should_stop(self) -> bool:
+        if not self._stop.is_set() and (self._remote_stop.is_set() or os.getppid() != self._parent):
+            self._stop.set()  # (asked by the server, or the server is gone)
+        return super().should_stop()
+
+    def report(self, sent: int) -> tuple[dict, int]:
+        """The state to send and how many per-batch records have been sent with it."""
+        with self._lock:
+            state = {key: getattr(self, key) for key in SYNCED}
+            state.update(batches=self.batches[sent:], epochs=list(self.epochs), stop_reason=self.stop_reason)
+            return state, len(self.batches)
+
+
+def _process_main(spec: tuple, updates: Any, stop: Any) -> None:
+    """A training process: train like a thread job, sending the state every SYNC_INTERVAL and everything at the end."""
+    config, data, settings, name, max_seconds, nice = spec
+    with contextlib.suppress(OSError):
+        os.nice(nice)
+    job = _ProcessJob(config, data, settings, idle_timeout=None, slots=threading.BoundedSemaphore(1), name=name,
+                      max_seconds=max_seconds, check_memory=False, remote_stop=stop)
+    sent = 0
+    done = threading.Event()
+
+    def send() -> None:
+        nonlocal sent
+        while not done.wait(SYNC_INTERVAL):
+            state, sent = job.report(sent)
+            updates.put(("state", state))
+
+    sender = threading.Thread(target=send, name="report", daemon=True)
+    sender.start()
+    job._run()
+    done.set()
+    sender.join()
+    state, sent = job.report(sent)
+    state.update(status=job.status, error=job.error, traceback=job.traceback, evaluation=job.evaluation)
+    if job._model is not None and job.status in ("done", "stopped"):
+        try:
+            state["model_bytes"] = job.model_bytes()
+        except Exception as exc:  # the run still counts; only the download is missing
+            state["traceback"] = traceback.format_exc()
+            state["stop_reason"] = state["stop_reason"] or f"the model could not be saved: {exc}"
+    updates.put(("end", state))
+    updates.close()
+    updates.join_thread()
 
 
 def _keras() -> Any:
@@ -1404,7 +1608,7 @@ def save_history(source: TrainJob | RunRecord | dict, directory: str | os.PathLi
             paths.append(png_path)
         except Exception as exc:  # kaleido without a browser it can drive, …
             logging.getLogger(__name__).warning("history.png not written: %s", exc)
-    if job is not None and job.model is not None and job.status in ("done", "stopped"):
+    if job is not None and job.has_model and job.status in ("done", "stopped"):
         model = job.model_bytes()
         model_path = out / "model.keras"
         model_path.write_bytes(model)

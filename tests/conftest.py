@@ -11,3 +11,7 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+# The app trains in a spawned process by default (explorer.guards.train_worker); each such process
+# first imports TensorFlow (~6 s here). The app's tests train in a thread to stay quick;
+# tests/test_training_process.py covers the process worker, the app's Train tab included.
+os.environ.setdefault("EXPLORER_TRAIN_WORKER", "thread")

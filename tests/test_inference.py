@@ -374,7 +374,7 @@ def job():
     import explorer.keras_build as kb
     kb.zero_pad_shortcut_class()
     model = keras.saving.load_model({path!r}, safe_mode=True)
-    return types.SimpleNamespace(active=False, status="done", model=model, name="resnet-8 run",
+    return types.SimpleNamespace(active=False, status="done", model=model, has_model=True, name="resnet-8 run",
                                  data=types.SimpleNamespace(classes=("apple", "banana", "cherry")))
 render_predict_expander(job())
 """

@@ -64,14 +64,14 @@ def job_of(at: AppTest):
     return at.session_state["_train_job"]
 
 
-def test_train_on_fixture_shows_progress_curves_and_evaluation(app):
-    assert "Data: Python layout" in texts(app) and "(from CIFAR10_DIR)" in texts(app)
-    set_budget(app, epochs=2)
+def train_until_done(app: AppTest, timeout: float = 120):
+    """Click Train and rerun the page like its fragment does until the job ends; the job and whether a progress
+    bar was seen."""
     app.button(key="train_start").click().run()
     assert not app.exception
     job = job_of(app)
     seen_progress = bool(app.get("progress"))
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + timeout
     while job.active:
         assert time.monotonic() < deadline
         time.sleep(0.5)
@@ -80,6 +80,13 @@ def test_train_on_fixture_shows_progress_curves_and_evaluation(app):
         seen_progress = seen_progress or bool(app.get("progress"))
     app.run()
     assert not app.exception
+    return job, seen_progress
+
+
+def test_train_on_fixture_shows_progress_curves_and_evaluation(app):
+    assert "Data: Python layout" in texts(app) and "(from CIFAR10_DIR)" in texts(app)
+    set_budget(app, epochs=2)
+    job, seen_progress = train_until_done(app)
     assert job.status == "done", job.error
     assert seen_progress
     metrics = {m.label: m.value for m in app.metric}

@@ -281,6 +281,7 @@ def test_fused_batchnorm_computes_what_keras_does_and_saves_plain_keras(tmp_path
 
     from explorer.keras_build import build_model
 
+    keras.utils.set_random_seed(0)  # (the same weights in every run: this compares float32 sums in another order)
     plain, fused = build_model(ResNetConfig(depth=8)), build_model(ResNetConfig(depth=8))
     fused.set_weights(plain.get_weights())
     assert T.fuse_batchnorm(fused) == 7
@@ -295,8 +296,9 @@ def test_fused_batchnorm_computes_what_keras_does_and_saves_plain_keras(tmp_path
 
     (y_plain, g_plain), (y_fused, g_fused) = forward_backward(plain), forward_backward(fused)
     assert np.allclose(y_plain, y_fused, atol=1e-5)
-    for a, b in zip(g_plain, g_fused, strict=True):
-        assert np.allclose(a, b, rtol=1e-3, atol=1e-4 * float(np.abs(a).max()))
+    for a, b in zip(g_plain, g_fused, strict=True):  # each gradient tensor within 0.1 % (relative norm)
+        a, b = np.asarray(a), np.asarray(b)
+        assert np.linalg.norm(a - b) <= 1e-3 * np.linalg.norm(a) + 1e-7
     for a, b in zip(plain.non_trainable_weights, fused.non_trainable_weights, strict=True):  # moving mean/variance
         assert np.allclose(a.numpy(), b.numpy(), atol=1e-5)
     assert not np.allclose(plain.get_layer("stem_bn").moving_variance.numpy(), 1.0)  # they did move

@@ -151,7 +151,7 @@ def render_predict(model: Any = None, meta: ModelMeta | None = None, *, name: st
 
 def render_predict_expander(job: Any = None) -> None:
     """The Train tab's "Try it on your own images": the finished run's model, or a `.keras` file uploaded here."""
-    trained = job is not None and not job.active and job.status == "done" and job.model is not None
+    trained = job is not None and not job.active and job.status == "done" and job.has_model
     with st.expander("Try it on your own images", icon=":material/image_search:"):
         if not trained:
             render_predict(None)

@@ -54,6 +54,7 @@ BATCH_SIZES = (32, 64, 128, 256, 512)
 GRID_IMAGES = 24
 MAX_RUNS = 30
 CIFAR_TRAIN_IMAGES = 50_000
+CIFAR_TEST_IMAGES = 10_000
 
 
 # ----------------------------------------------------------------------------------------- data
@@ -324,7 +325,7 @@ def _start(config: ResNetConfig) -> None:
             data_dir = str(st.session_state.get(DATA_DIR, "")).strip()
             data = shared_cifar10(data_dir, os.environ.get(ENV_VAR, ""))
         job = start_job(_job(), config, data, settings, name=_run_name(config, settings),
-                        max_seconds=guards.max_train_seconds())
+                        max_seconds=guards.max_train_seconds(), worker=guards.train_worker())
     except DataError as exc:
         what = "The image folders cannot be used" if _folders_chosen() else "CIFAR-10 is not available"
         st.session_state[START_ERROR] = f"**{what}.** {exc}"
@@ -385,7 +386,10 @@ def _memory_line(ag: AnnotatedGraph, settings: TrainSettings) -> None:
     """The estimated memory of a CIFAR-10 training with these settings, against what the machine has free."""
     r = settings.resolved()
     images = min(r.subset or CIFAR_TRAIN_IMAGES, CIFAR_TRAIN_IMAGES)
-    need = guards.estimate_training_bytes(ag, batch_size=r.batch_size, images=images, flip=bool(r.flip))
+    extra = 0
+    if guards.train_worker() == "process":  # (CIFAR-10's 60,000 images: the process's own copy)
+        extra = guards.process_bytes((CIFAR_TRAIN_IMAGES + CIFAR_TEST_IMAGES) * (32 * 32 * 3 + 1))
+    need = guards.estimate_training_bytes(ag, batch_size=r.batch_size, images=images, flip=bool(r.flip), extra=extra)
     free = guards.available_bytes()
     text = f"Memory: about {guards.human(need)} for this training"
     if free is None:
