@@ -1,8 +1,8 @@
 """The Train and Compare tabs: train the configured network on CIFAR-10 with live curves, evaluate it, and overlay finished runs.
 
-The job runs in a worker thread (`explorer.training.TrainJob`) kept in `st.session_state`; the
-page polls it from a fragment that reruns every second while it is active. Nothing here is
-run by the worker: threads never call `st.*` or touch the session state.
+The job (`explorer.training.TrainJob`; it trains in a spawned process unless EXPLORER_TRAIN_WORKER=thread)
+is kept in `st.session_state`; the page polls it from a fragment that reruns every second while it is
+active. Nothing here is run by the worker: threads never call `st.*` or touch the session state.
 """
 
 from __future__ import annotations
