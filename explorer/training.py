@@ -994,7 +994,7 @@ class _ProcessJob(TrainJob):
 def _process_main(spec: tuple, updates: Any, stop: Any) -> None:
     """A training process: train like a thread job, sending the state every SYNC_INTERVAL and everything at the end."""
     config, data, settings, name, max_seconds, nice = spec
-    with contextlib.suppress(OSError):
+    with contextlib.suppress(OSError, AttributeError):
         os.nice(nice)
     job = _ProcessJob(config, data, settings, idle_timeout=None, slots=threading.BoundedSemaphore(1), name=name,
                       max_seconds=max_seconds, check_memory=False, remote_stop=stop)
