@@ -582,7 +582,7 @@ class TrainJob:
         self.evaluation: Evaluation | None = None
         self.worker = worker
         self.worker_pid: int | None = None  # the training process, with worker="process"
-        self.worker_peak_rss: int | None = None  # its peak resident memory in bytes, once it has ended
+        self.worker_peak_rss: int | None = None  # its peak resident memory in bytes (as last seen while it ran)
         self._model: Any = None
         self._model_bytes: bytes | None = None
         self.precision = "float32"
