@@ -1,6 +1,6 @@
 """The process worker (`TrainJob(worker="process")`, what the app uses): the same history, evaluation and model as a
 thread; stop, idle stop, a failure inside the process and a killed process end the job with a clear status; the Train
-tab trains in a process when the server is set to."""
+tab trains in a process when the server is set to; image folders travel to the process with their classes."""
 
 from __future__ import annotations
 
@@ -158,3 +158,19 @@ def test_the_train_tab_trains_in_a_process_when_the_server_says_so(tmp_path, mon
     assert app.radio(key="predict_source").value == "trained"
     assert job.model is not None and job.model.output_shape == (None, 10)
     assert app.button(key="train_start").disabled is False
+
+
+def test_a_process_job_trains_on_image_folders_with_their_classes(tmp_path):
+    from explorer.imagefolder import load_image_folders
+    from tests.test_imagefolder import CLASSES, write_folders
+
+    data = load_image_folders(write_folders(tmp_path / "train"), val_split=0.25, image_size=(16, 16))
+    config = T.adapt_for_data(TINY, data)
+    settings = T.TrainSettings(epochs=1, batch_size=9, val_split=0.0, flip=False)
+    job = T.TrainJob(config, data, settings, slots=threading.Semaphore(1), worker="process").start()
+    assert job.join(180)
+    assert job.status == "done", (job.error, job.traceback)
+    result = job.result()
+    assert result["classes"] == list(CLASSES) and result["test_images"] == 9
+    assert list(result["per_class_accuracy"]) == list(CLASSES)
+    assert inference.read_meta(job.model_bytes()).class_names == tuple(CLASSES)
