@@ -24,16 +24,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from explorer.annotate import build  # noqa: E402
 from explorer.config import ConfigError, ResNetConfig  # noqa: E402
 from explorer.diagram import to_dot  # noqa: E402
+from explorer.guards import proc_bytes  # noqa: E402
 from explorer.tables import layer_table  # noqa: E402
 
 
 def rss_mb() -> float:
     """Resident set size of this process in MiB (Linux /proc)."""
-    with open("/proc/self/status", encoding="ascii") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
+    rss = proc_bytes("/proc/self/status", "VmRSS")
+    return float("nan") if rss is None else rss / 2**20
 
 
 def random_configs(count: int, seed: int = 1) -> list[ResNetConfig]:

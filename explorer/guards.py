@@ -73,9 +73,10 @@ def human(n: float) -> str:
 
 
 # --------------------------------------------------------------------------- memory
-def process_bytes(data_bytes: int) -> int:
-    """What a training process takes before it trains: TensorFlow's runtime and its copy of the data set."""
-    return PROCESS_BYTES + int(data_bytes)
+def worker_bytes(worker: str, data_bytes: int) -> int:
+    """What a training's worker takes before it trains: for a "process", TensorFlow's runtime and its copy of the
+    data set (`data_bytes`); nothing for a "thread", which shares the server's."""
+    return PROCESS_BYTES + int(data_bytes) if worker == "process" else 0
 
 
 def estimate_training_bytes(ag: AnnotatedGraph, *, batch_size: int, images: int, flip: bool = True,
@@ -88,7 +89,7 @@ def estimate_training_bytes(ag: AnnotatedGraph, *, batch_size: int, images: int,
         images: Training + validation images the run copies into its pipeline.
         flip: Whether a mirrored copy of those images is kept (random flips).
         image_bytes: Bytes of one stored uint8 image (default: the network's input size).
-        extra: Bytes to add, e.g. `process_bytes` when the training runs in a process of its own.
+        extra: Bytes to add, e.g. `worker_bytes` when the training runs in a process of its own.
     """
     per_image = image_bytes if image_bytes is not None else math.prod(ag.config.input_shape)
     data = images * per_image * (2 if flip else 1)
@@ -104,15 +105,23 @@ def _read_int(path: Path) -> int | None:
     return int(text) if text.isdigit() else None
 
 
+def proc_bytes(path: str, key: str) -> int | None:
+    """A "Key:  N kB" line of a Linux /proc file (e.g. /proc/meminfo, /proc/PID/status) in bytes; None without it.
+
+    Raises:
+        OSError: The file cannot be read (not Linux, or the process has ended).
+    """
+    with open(path, encoding="ascii") as fh:
+        for line in fh:
+            if line.startswith(f"{key}:"):
+                return int(line.split()[1]) * 1024
+    return None
+
+
 def available_bytes() -> int | None:
     """Memory this process can still take: the machine's MemAvailable, lowered by a cgroup limit if any."""
-    free = None
     try:
-        with open("/proc/meminfo", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    free = int(line.split()[1]) * 1024
-                    break
+        free = proc_bytes("/proc/meminfo", "MemAvailable")
     except OSError:
         return None
     cgroup = Path("/sys/fs/cgroup")

@@ -773,10 +773,8 @@ class TrainJob:
         s = self.settings
         images = self.data.n_train if s.subset is None else min(s.subset, self.data.n_train)
         estimate = guards.check_training_memory if self.check_memory else guards.estimate_training_bytes
-        extra = 0
-        if self.worker == "process":
-            d = self.data
-            extra = guards.process_bytes(sum(a.nbytes for a in (d.x_train, d.y_train, d.x_test, d.y_test)))
+        d = self.data
+        extra = guards.worker_bytes(self.worker, sum(a.nbytes for a in (d.x_train, d.y_train, d.x_test, d.y_test)))
         self._set(memory_estimate=estimate(build(self.config), batch_size=s.batch_size, images=images, flip=bool(s.flip),
                                            image_bytes=int(self.data.x_train[0].nbytes), extra=extra))
 
@@ -882,15 +880,11 @@ class TrainJob:
                         process.kill()  # (it did not end by itself: stop it anyway, with what it has reported)
                         return
                 self.worker_peak_rss = _peak_rss(process.pid) or self.worker_peak_rss
-                try:
-                    kind, state = updates.get(timeout=SYNC_INTERVAL)
+                alive = process.is_alive()
+                try:  # (once it has ended, a last second for what it sent just before)
+                    kind, state = updates.get(timeout=SYNC_INTERVAL if alive else 1.0)
                 except queue.Empty:
-                    if not process.is_alive():
-                        with contextlib.suppress(queue.Empty):
-                            kind, state = updates.get(timeout=1.0)  # (what it sent just before it ended)
-                            if kind == "end":
-                                ended = state
-                                continue
+                    if not alive:
                         raise WorkerFailed(_died(process.exitcode)) from None
                     continue
                 self._apply(state)
@@ -907,7 +901,7 @@ class TrainJob:
             raise WorkerFailed(ended["error"] or "the training failed")
 
     def _apply(self, state: dict) -> None:
-        """Take a training process's report (`_report`)."""
+        """Take a training process's report (`_ProcessJob.report`, plus the end's extras)."""
         with self._lock:
             for key in SYNCED:
                 if key in state:
@@ -944,13 +938,9 @@ def _reap(process: Any, grace: float = 30.0) -> None:
 def _peak_rss(pid: int) -> int | None:
     """The peak resident memory of a live process in bytes (Linux' VmHWM; None elsewhere or once it has ended)."""
     try:
-        with open(f"/proc/{pid}/status", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
+        return guards.proc_bytes(f"/proc/{pid}/status", "VmHWM")
     except (OSError, ValueError):
         return None
-    return None
 
 
 class WorkerFailed(RuntimeError):
@@ -1065,10 +1055,10 @@ def fuse_batchnorm(model: Any) -> int:
     over the activations and each differentiated on its own; `FusedBatchNormV3` (oneDNN on a CPU) is
     one pass forward and one backward. Same function, same variables, same moving-average update
     (Bessel's correction removed, as Keras' own statistics have none): on this 2-core CPU ResNet-20
-    trains ~1.2× faster than plain Keras (benchmarks/bench_training.py) and its first batch traces sooner. Only the instances' `call` changes — the classes, the
-    config and a saved `.keras` stay plain Keras — and only float32 NHWC batches in training, in
-    trainable layers, take the fused path; anything else (inference, frozen layers, masks, other dtypes
-    or axes) runs Keras' own code.
+    trains ~1.2× faster than plain Keras (benchmarks/bench_training.py) and its first batch traces
+    sooner. Only the instances' `call` changes — the classes, the config and a saved `.keras` stay
+    plain Keras — and only float32 NHWC batches in training, in trainable layers, take the fused
+    path; anything else (inference, frozen layers, masks, other dtypes or axes) runs Keras' own code.
     Returns the number of layers changed.
     """
     import tensorflow as tf

@@ -386,9 +386,8 @@ def _memory_line(ag: AnnotatedGraph, settings: TrainSettings) -> None:
     """The estimated memory of a CIFAR-10 training with these settings, against what the machine has free."""
     r = settings.resolved()
     images = min(r.subset or CIFAR_TRAIN_IMAGES, CIFAR_TRAIN_IMAGES)
-    extra = 0
-    if guards.train_worker() == "process":  # (CIFAR-10's 60,000 images: the process's own copy)
-        extra = guards.process_bytes((CIFAR_TRAIN_IMAGES + CIFAR_TEST_IMAGES) * (32 * 32 * 3 + 1))
+    # (a training process keeps its own copy of CIFAR-10's 60,000 images and labels)
+    extra = guards.worker_bytes(guards.train_worker(), (CIFAR_TRAIN_IMAGES + CIFAR_TEST_IMAGES) * (32 * 32 * 3 + 1))
     need = guards.estimate_training_bytes(ag, batch_size=r.batch_size, images=images, flip=bool(r.flip), extra=extra)
     free = guards.available_bytes()
     text = f"Memory: about {guards.human(need)} for this training"
