@@ -477,7 +477,7 @@ def make_parser() -> argparse.ArgumentParser:
                    "with --image-dir: of each class folder, default 0.2)")
     p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None, help="random horizontal flips")
     p.add_argument("--crop", type=int, metavar="PX", help="random translations by up to PX pixels (0 = off)")
-    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None, help="flip test-time augmentation")
+    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None, help="test-time augmentation: average each test image's prediction with its mirror's and both moved a pixel")
     p.add_argument("--precision", choices=("auto", "float32", "mixed_bfloat16", "mixed_float16"))
     p.add_argument("--seed", type=int, default=0)
     cb = p.add_argument_group("paper recipe: callbacks (epoch by epoch; watch the validation loss, or the training "

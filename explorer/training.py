@@ -77,7 +77,8 @@ class Recipe:
         crop: Random translation by up to this many pixels (pad + crop; 0 = off).
         val_split: Fraction of the training images held out for validation.
         precision: "auto" (mixed precision on a GPU or a CPU with bfloat16 units) or "float32".
-        tta: Average the predictions of each test image and its mirror image at evaluation.
+        tta: Average the predictions of each test image over `TTA_VIEWS` (itself, its mirror, both moved a
+            pixel) at evaluation.
         bn_momentum: BatchNormalization momentum while training (None = Keras' 0.99). Keras' 0.99
             lags far behind the weights in a run of a few hundred steps; 0.9 is PyTorch's default.
             The built network's value is restored afterwards.
@@ -128,12 +129,12 @@ RECIPES: dict[str, Recipe] = {
             "Time-budgeted one-cycle SGD (Nesterov, batch 64, peak LR 0.1, warm-up 25 %, linear decay to zero "
             "when the budget ends), label smoothing 0.2, random flips, L2 5e-4, the first convolution started from "
             "whitening directions of the training images' patches, BN momentum 0.9 and exact BN statistics at the "
-            "end; 5 % held out for validation; test predictions averaged with the mirrored image; mixed precision "
+            "end; 5 % held out for validation; each test prediction averaged over the image, its mirror and both moved a pixel; mixed precision "
             "where the hardware has it."
         ),
         batch_size=64, peak_lr=0.1, nesterov=True, l2=5e-4, schedule="onecycle", warmup=0.25,
         label_smoothing=0.2, flip=True, crop=0, val_split=0.05, precision="auto", tta=True, bn_momentum=0.9,
-        recalibrate_bn=4, whiten_stem=True, seconds=90.0,
+        recalibrate_bn=16, whiten_stem=True, seconds=90.0,
     ),
     "paper": Recipe(
         name="paper", label="Paper (He et al. 2015)",
@@ -162,7 +163,7 @@ class TrainSettings:
         crop: Random translation in pixels (0 = off).
         val_split: Fraction held out for validation (0 = none).
         precision: "auto", "float32", "mixed_bfloat16" or "mixed_float16".
-        tta: Flip test-time augmentation at evaluation.
+        tta: Test-time augmentation at evaluation (`TTA_VIEWS`).
         evaluate: Evaluate on the test set at the end.
         seed: Seed of the subset, split and shuffling.
         early_stopping: Stop when the monitored loss (validation loss; the training loss when there is
@@ -425,7 +426,7 @@ class Evaluation:
         confusion: (C, C) counts, rows = true class, columns = predicted class.
         predictions: (N,) predicted class of each test image.
         confidence: (N,) probability of the predicted class.
-        tta: Whether flip test-time augmentation was used.
+        tta: Whether test-time augmentation (`TTA_VIEWS`) was used.
         seconds: Time the evaluation took.
         classes: The class names (CIFAR-10's unless the data set says otherwise).
     """
@@ -1181,13 +1182,31 @@ def _l2_sgd_class() -> type:
     return L2SGD
 
 
+# Test-time augmentation: (mirrored?, rows, columns) — each view is the test image, mirrored or not, moved by
+# this many pixels (its border reflected). The image, its mirror, the image moved up-left and its mirror moved
+# down-right: measured on ResNet-20 after 90 s here, +0.5–0.9 points over the image alone and +0.3–0.5 over
+# the image and its mirror (README, "Training on CIFAR-10").
+TTA_VIEWS: tuple[tuple[bool, int, int], ...] = ((False, 0, 0), (True, 0, 0), (False, -1, -1), (True, 1, 1))
+
+
+def tta_view(image: Any, mirrored: bool, dy: int, dx: int) -> Any:
+    """One test-time view of a (symbolic) NHWC batch: mirrored or not, then moved by (dy, dx) ≤ 1 pixel."""
+    keras = _keras()
+    view = keras.ops.flip(image, axis=2) if mirrored else image
+    if dy or dx:
+        view = keras.ops.pad(view, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="reflect")
+        view = keras.layers.Cropping2D(((1 + dy, 1 - dy), (1 + dx, 1 - dx)))(view)
+    return view
+
+
 def evaluate_model(model: Any, test_ds: Any, labels: np.ndarray, *, tta: bool = False,
                    should_stop: Callable[[], bool] | None = None, classes: tuple[str, ...] = CLASSES,
                    progress: Callable[[float], None] | None = None) -> Evaluation | None:
-    """Predict the test set (optionally averaged with its mirror image) and score it.
+    """Predict the test set (optionally averaged over `TTA_VIEWS`) and score it.
 
-    With `tta`, each batch goes through the network once as itself and once mirrored, in one
-    prediction pass (one traced function). `progress` is called with the fraction done after each batch.
+    With `tta`, each batch goes through the network once per view (the image, its mirror and both
+    moved by a pixel), in one prediction pass (one traced function). `progress` is called with the
+    fraction done after each batch.
 
     Returns:
         The evaluation, or None when `should_stop` turned true in the middle.
@@ -1208,7 +1227,7 @@ def evaluate_model(model: Any, test_ds: Any, labels: np.ndarray, *, tta: bool = 
     predictor = model
     if tta:
         image = keras.Input(model.input_shape[1:])
-        predictor = keras.Model(image, keras.layers.Average()([model(image), model(keras.ops.flip(image, axis=2))]))
+        predictor = keras.Model(image, keras.layers.Average()([model(tta_view(image, *view)) for view in TTA_VIEWS]))
     out = predictor.predict(test_ds, verbose=0, callbacks=[_Progress()])
     if should_stop():
         return None

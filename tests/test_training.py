@@ -62,7 +62,7 @@ def test_one_epoch_fills_history_and_evaluates(data):
     assert epoch["complete"] and epoch["val_accuracy"] is not None and epoch["loss"] is not None
     ev = snap.evaluation
     assert ev.test_images == 200 and ev.confusion.sum() == 200 and len(ev.per_class_accuracy) == 10
-    assert ev.tta  # the short recipe averages each test image with its mirror image
+    assert ev.tta  # the short recipe averages each test image over its views (mirror, shifts)
     result = job.result()
     json.dumps(result)  # the CLI's --json object
     assert result["epochs_completed"] == 1 and result["test_images"] == 200
@@ -329,7 +329,14 @@ def test_the_short_recipe_whitens_the_stem_and_the_paper_recipe_does_not(data):
     assert paper.start().join(120) and paper.result()["stem_whitening"] is None
 
 
-def test_flip_tta_averages_each_image_with_its_mirror_in_one_pass():
+def _view(x, mirrored, dy, dx):
+    """A test-time view computed independently of Keras: mirror, reflect-pad one pixel, crop off-centre."""
+    v = x[:, :, ::-1] if mirrored else x
+    p = np.pad(v, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="reflect")
+    return p[:, 1 + dy:1 + dy + x.shape[1], 1 + dx:1 + dx + x.shape[2]]
+
+
+def test_tta_averages_each_image_over_its_views_in_one_pass():
     import tensorflow as tf
 
     from explorer.keras_build import build_model
@@ -341,7 +348,10 @@ def test_flip_tta_averages_each_image_with_its_mirror_in_one_pass():
     ds = tf.data.Dataset.from_tensor_slices((x, np.eye(10, dtype=np.float32)[labels])).batch(8)
     seen: list[float] = []
     ev = T.evaluate_model(model, ds, labels, tta=True, progress=seen.append)
-    expected = (np.asarray(model(x, training=False)) + np.asarray(model(x[:, :, ::-1], training=False))) / 2
+    assert T.TTA_VIEWS == ((False, 0, 0), (True, 0, 0), (False, -1, -1), (True, 1, 1))  # image, mirror, both moved
+    outputs = [np.asarray(model(_view(x, *view), training=False)) for view in T.TTA_VIEWS]
+    assert not np.allclose(outputs[0], outputs[2]) and not np.allclose(outputs[1], outputs[3])  # really other views
+    expected = sum(outputs) / len(outputs)
     assert ev.tta and np.array_equal(ev.predictions, expected.argmax(axis=1))
     assert np.allclose(ev.confidence, expected.max(axis=1), atol=1e-5)
     assert seen == [0.25, 0.5, 0.75, 1.0]  # 4 batches

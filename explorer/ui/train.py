@@ -426,7 +426,7 @@ def _evaluation(job: TrainJob) -> None:
     cols = st.columns(5)
     on = "Validation" if getattr(job.data, "kind", "") == "folders" else "Test"  # folders: their validation images
     cols[0].metric(f"{on} accuracy", f"{ev.test_accuracy:.1%}",
-                   help=f"{ev.test_images:,} {on.lower()} images" + (" · averaged with mirror images (flip TTA)" if ev.tta else ""))
+                   help=f"{ev.test_images:,} {on.lower()} images" + (" · each averaged over 4 views: itself, its mirror, both moved a pixel (TTA)" if ev.tta else ""))
     cols[1].metric(f"{on} loss", f"{ev.test_loss:.3f}")
     cols[2].metric("Training time", _fmt_seconds(result["train_seconds"]))
     ips = result["train_images_per_second"]
