@@ -1183,9 +1183,9 @@ def _l2_sgd_class() -> type:
 
 
 # Test-time augmentation: (mirrored?, rows, columns) — each view is the test image, mirrored or not, moved by
-# this many pixels (its border reflected). The image, its mirror, the image moved up-left and its mirror moved
-# down-right: measured on ResNet-20 after 90 s here, +0.5–0.9 points over the image alone and +0.3–0.5 over
-# the image and its mirror (README, "Training on CIFAR-10").
+# this many pixels (its border reflected). The image, its mirror, the image shifted a pixel diagonally and its
+# mirror shifted the other way: on 14 ResNet-20s trained for 480 steps here, +0.22 points over the image and its
+# mirror, +1.0 over the image alone (README, "Training on CIFAR-10").
 TTA_VIEWS: tuple[tuple[bool, int, int], ...] = ((False, 0, 0), (True, 0, 0), (False, -1, -1), (True, 1, 1))
 
 
