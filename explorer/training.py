@@ -1071,7 +1071,7 @@ def fuse_batchnorm(model: Any) -> int:
         plain = layer.call  # the bound Keras method
 
         def call(inputs: Any, training: Any = None, mask: Any = None, *, _layer: Any = layer, _plain: Any = plain) -> Any:
-            if (training not in (True, False, None) or mask is not None or len(inputs.shape) != 4
+            if (not (training is None or isinstance(training, bool)) or mask is not None or len(inputs.shape) != 4
                     or _layer.axis not in (3, -1) or inputs.dtype != tf.float32 or getattr(_layer, "synchronized", False)
                     or (training is True and not _layer.trainable)):
                 # (a frozen BN layer normalises with its moving statistics and never updates them, as in Keras)
