@@ -70,6 +70,27 @@ def test_one_epoch_fills_history_and_evaluates(data):
     assert job.model_bytes()[:2] == b"PK"  # a .keras file is a zip
 
 
+def test_the_training_step_is_traced_once(data, monkeypatch):
+    # Optimizer slots created inside the first step make tf.function trace it a second time (seconds of the
+    # budget on a CPU); the job builds them beforehand.
+    from keras.src.backend.tensorflow.trainer import TensorFlowTrainer
+
+    traces = []
+    original = TensorFlowTrainer.train_step
+
+    def counting(self, batch):
+        traces.append(1)
+        return original(self, batch)
+
+    monkeypatch.setattr(TensorFlowTrainer, "train_step", counting)
+    job = T.TrainJob(TINY, data, T.TrainSettings(epochs=1, batch_size=50, val_split=0.0, evaluate=False),
+                     slots=threading.Semaphore(1)).start()
+    assert job.join(120)
+    assert job.poll().status == "done", job.poll().error
+    assert job.poll().steps == 20
+    assert len(traces) == 1
+
+
 def test_seconds_budget_ends_on_the_clock(data):
     job = T.TrainJob(TINY, data, T.TrainSettings(seconds=6.0, batch_size=50, val_split=0.1, evaluate=False),
                      slots=threading.Semaphore(1)).start()
