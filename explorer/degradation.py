@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from explorer import guards
-from explorer.config import ResNetConfig
+from explorer.config import ConfigError, ResNetConfig
 from explorer.presets import PRESETS
 from explorer.training import TrainJob, TrainSettings
 
@@ -28,14 +28,30 @@ class DegradationLesson:
         subset: Training images per network (None = all).
         idle_timeout: Stop when nobody has polled for this long (the tab was closed); None = never.
         networks: (name, config) pairs to train, in order (default: NETWORKS).
+        max_seconds: The server's limit on one training (`explorer.guards.max_train_seconds`; None = none). The
+            lesson is one job of its session, so all its trainings together must fit in it.
+        slots: The semaphore its trainings wait on (default: the server's, shared with every other training).
+
+    Raises:
+        ConfigError: (field "seconds") the networks' budgets add up to more than `max_seconds`.
     """
 
     def __init__(self, data: Any, *, seconds: float = 30.0, subset: int | None = 10_000,
                  idle_timeout: float | None = 60.0,
-                 networks: tuple[tuple[str, ResNetConfig], ...] | None = None) -> None:
+                 networks: tuple[tuple[str, ResNetConfig], ...] | None = None,
+                 max_seconds: float | None = None, slots: Any = None) -> None:
         self.data = data
         self.settings = TrainSettings(seconds=seconds, subset=subset)
         self.networks = NETWORKS if networks is None else networks
+        total = seconds * len(self.networks)
+        if max_seconds is not None and total > max_seconds:
+            most = int(max_seconds // len(self.networks))
+            raise ConfigError("seconds", f"the lesson trains {len(self.networks)} networks for {seconds:g} s each "
+                              f"({total:g} s), but a training may run at most {max_seconds:g} s on this server",
+                              f"give {most} s or less per network (the teacher sets the limit with "
+                              f"{guards.MAX_TRAIN_SECONDS_ENV})")
+        self.max_seconds = max_seconds
+        self.slots = slots
         self.idle_timeout = idle_timeout
         self.jobs: list[TrainJob] = []
         self._lock = threading.Lock()
@@ -54,8 +70,8 @@ class DegradationLesson:
         for name, config in self.networks:
             if self._stop.is_set():
                 break
-            job = TrainJob(config, self.data, self.settings, idle_timeout=None, name=name,
-                           worker=guards.train_worker()).start()
+            job = TrainJob(config, self.data, self.settings, idle_timeout=None, name=name, slots=self.slots,
+                           max_seconds=self.max_seconds, worker=guards.train_worker()).start()
             with self._lock:
                 self.jobs.append(job)
             while not job.join(0.25):

@@ -304,7 +304,80 @@ def max_concurrent() -> int:
         return 1
 
 
-SLOTS = threading.BoundedSemaphore(max_concurrent())
+class FairSlots:
+    """A counting semaphore that serves its waiters first come, first served, and tells each how many are ahead.
+
+    A plain `threading.Semaphore` wakes an arbitrary waiter, and a job that polls it with a timeout (to notice
+    Stop) joins the back of no queue at all, so a training that asked later could start first. Here a waiter
+    takes a ticket once (`enqueue`), waits on it (`wait`, any number of times with a timeout), and either gets
+    a slot in ticket order or gives the ticket back (`cancel`). `acquire`/`release` keep the Semaphore interface.
+
+    Args:
+        slots: How many holders at once.
+    """
+
+    def __init__(self, slots: int) -> None:
+        self.slots = max(1, int(slots))
+        self._cond = threading.Condition()
+        self._holders = 0
+        self._queue: list[int] = []  # tickets waiting, in arrival order
+        self._next = 0
+
+    def enqueue(self) -> int:
+        """Join the queue; returns the ticket to wait on."""
+        with self._cond:
+            ticket = self._next
+            self._next += 1
+            self._queue.append(ticket)
+            return ticket
+
+    def _grantable(self, ticket: int) -> bool:
+        return self._holders < self.slots and self._queue.index(ticket) < self.slots - self._holders
+
+    def wait(self, ticket: int, timeout: float | None = None) -> bool:
+        """Wait up to `timeout` s for the slot of `ticket`; True once it is held (the ticket is then used up)."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._grantable(ticket), timeout):
+                return False
+            self._queue.remove(ticket)
+            self._holders += 1
+            self._cond.notify_all()
+            return True
+
+    def cancel(self, ticket: int) -> None:
+        """Leave the queue without a slot (a waiting job was stopped)."""
+        with self._cond:
+            if ticket in self._queue:
+                self._queue.remove(ticket)
+                self._cond.notify_all()
+
+    def ahead(self, ticket: int) -> int:
+        """How many waiters are before `ticket` in the queue (0 when it is next, or no longer waiting)."""
+        with self._cond:
+            return self._queue.index(ticket) if ticket in self._queue else 0
+
+    def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
+        """Take a slot in turn (the `threading.Semaphore` interface)."""
+        ticket = self.enqueue()
+        if self.wait(ticket, timeout if blocking else 0):
+            return True
+        self.cancel(ticket)
+        return False
+
+    def release(self) -> None:
+        """Give a slot back.
+
+        Raises:
+            ValueError: More releases than acquires.
+        """
+        with self._cond:
+            if self._holders <= 0:
+                raise ValueError("FairSlots released more often than acquired")
+            self._holders -= 1
+            self._cond.notify_all()
+
+
+SLOTS = FairSlots(max_concurrent())
 
 
 def cpu_has_bf16() -> bool:
@@ -499,6 +572,7 @@ class Snapshot:
         error: The error message when failed, or why it stopped.
         precision: The dtype policy in use.
         device: "CPU", "GPU" or "N GPUs".
+        queue_ahead: While waiting for a slot, how many trainings asked before this one and wait too.
     """
 
     status: str
@@ -515,6 +589,7 @@ class Snapshot:
     error: str | None
     precision: str
     device: str
+    queue_ahead: int = 0
 
     @property
     def active(self) -> bool:
@@ -535,7 +610,8 @@ class TrainJob:
         settings: Recipe, budget and knobs.
         idle_timeout: Stop by itself when nobody has called `poll()` for this many seconds
             (None = never; the CLI does not poll).
-        slots: The semaphore capping concurrent trainings (default: the process-wide one).
+        slots: The semaphore capping concurrent trainings (default: the process-wide `FairSlots`, first come first
+            served; a plain `threading.Semaphore` also works, in no particular order).
         name: A label for the run (shown in the compare tab).
         max_seconds: The server's limit on one training's wall time (`explorer.guards`; None = none).
             A time budget above it is refused; an epoch budget ends there and is evaluated as it stands.
@@ -547,7 +623,7 @@ class TrainJob:
     """
 
     def __init__(self, config: ResNetConfig, data: Cifar10, settings: TrainSettings | None = None, *,
-                 idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT, slots: threading.Semaphore | None = None,
+                 idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT, slots: threading.Semaphore | FairSlots | None = None,
                  name: str | None = None, max_seconds: float | None = None, check_memory: bool = True,
                  worker: str = "thread") -> None:
         if worker not in guards.WORKERS:
@@ -575,6 +651,7 @@ class TrainJob:
         self._thread: threading.Thread | None = None
         self.status = "waiting"
         self.phase = "not started"
+        self.queue_ahead = 0  # trainings before this one in the queue for a slot, while it waits
         self.error: str | None = None
         self.traceback: str | None = None
         self.stop_reason: str | None = None
@@ -637,7 +714,7 @@ class TrainJob:
                 images_per_second=self.images_per_second, epoch=self.epoch, steps=self.steps,
                 batches=list(self.batches), epochs=list(self.epochs), evaluation=self.evaluation,
                 error=self.error if self.status == "failed" else self.stop_reason, precision=self.precision,
-                device=self.device,
+                device=self.device, queue_ahead=self.queue_ahead,
             )
 
     def join(self, timeout: float | None = None) -> bool:
@@ -780,9 +857,20 @@ class TrainJob:
                                            image_bytes=int(self.data.x_train[0].nbytes), extra=extra))
 
     def _wait_for_slot(self) -> bool:
-        while not self._slots.acquire(timeout=0.1):
-            if self.should_stop():
-                return False
+        """Wait for a training slot, first come first served (`queue_ahead` counts those before this job)."""
+        slots = self._slots
+        if isinstance(slots, FairSlots):
+            ticket = slots.enqueue()
+            while not slots.wait(ticket, timeout=0.1):
+                self._set(queue_ahead=slots.ahead(ticket))
+                if self.should_stop():
+                    slots.cancel(ticket)
+                    return False
+            self._set(queue_ahead=0)
+        else:
+            while not slots.acquire(timeout=0.1):
+                if self.should_stop():
+                    return False
         if self.should_stop():
             self._slots.release()
             return False

@@ -18,6 +18,7 @@ from explorer.teaching_charts import (
     ribbon_figure,
     sample_names,
 )
+from explorer.ui import session
 
 GRADFLOW_LIMIT = 600  # layers; beyond this one pass takes too long for a lesson on a CPU
 RESULTS = "_gradflow_results"
@@ -146,7 +147,7 @@ def _anatomy(config: ResNetConfig) -> None:
     st.graphviz_chart(anatomy_dot(pair), width="content")
 
 
-LESSON = "_degradation_lesson"
+LESSON = session.LESSON
 LESSON_RECORDED = "_degradation_recorded"
 LESSON_ERROR = "_degradation_error"
 LESSON_SECONDS, LESSON_SUBSET = "lesson_seconds", "lesson_subset"
@@ -164,8 +165,15 @@ def _degradation() -> None:
     lesson = ss.get(LESSON)
     running = lesson is not None and lesson.active
     c1, c2, c3 = st.columns([1, 1, 1])
-    c1.select_slider("Seconds per network", options=[15, 30, 60, 120, 300], value=30, disabled=running,
-                     key=LESSON_SECONDS)
+    from explorer.degradation import NETWORKS
+
+    limit = guards.max_train_seconds()  # the four trainings are one job: together within the server's limit
+    options = [s for s in (15, 30, 60, 120, 300) if limit is None or len(NETWORKS) * s <= limit] or [15]
+    if ss.get(LESSON_SECONDS) not in options:
+        ss[LESSON_SECONDS] = min(30, options[-1])
+    c1.select_slider("Seconds per network", options=options, disabled=running, key=LESSON_SECONDS,
+                     help="The four trainings count as one training of this session"
+                          + (f": together at most {limit:g} s on this server." if limit else "."))
     c2.select_slider("Training images", options=[5_000, 10_000, 25_000, 50_000], value=10_000,
                      format_func=lambda n: f"{n:,}", disabled=running, key=LESSON_SUBSET)
     if running:
@@ -189,14 +197,22 @@ def _start_lesson() -> None:
     lesson = ss.get(LESSON)
     if lesson is not None and lesson.active:  # a second click (or a second tab) never starts a second lesson
         return
+    busy = session.busy_with(ss)
+    if busy:  # the Train tab's training: one job per session
+        ss[LESSON_ERROR] = busy[0].upper() + busy[1:] + "."
+        return
     try:
         data = shared_cifar10(str(ss.get(DATA_DIR, "")).strip(), os.environ.get(ENV_VAR, ""))
+        ss[LESSON] = degradation.DegradationLesson(data, seconds=ss.get(LESSON_SECONDS, 30),
+                                                   subset=min(ss.get(LESSON_SUBSET, 10_000), 50_000),
+                                                   networks=degradation.NETWORKS,
+                                                   max_seconds=guards.max_train_seconds()).start()
     except DataError as exc:
         ss[LESSON_ERROR] = f"**CIFAR-10 is not available.** {exc}"
         return
-    ss[LESSON] = degradation.DegradationLesson(data, seconds=ss.get(LESSON_SECONDS, 30),
-                                               subset=min(ss.get(LESSON_SUBSET, 10_000), 50_000),
-                                               networks=degradation.NETWORKS).start()
+    except ConfigError as exc:
+        ss[LESSON_ERROR] = f"**{exc.message[0].upper() + exc.message[1:]}.** {exc.hint[0].upper() + exc.hint[1:]}."
+        return
     ss[LESSON_RECORDED] = set()
 
 

@@ -35,10 +35,11 @@ from explorer.training import (
     max_concurrent,
     start_job,
 )
+from explorer.ui import session
 from explorer.ui.predict import render_predict_expander
 
 # Session-state keys (widgets start with "train_").
-JOB = "_train_job"  # the session's TrainJob (one at a time)
+JOB = session.JOB  # the session's TrainJob (one at a time, the degradation lesson included)
 RUNS = "_train_runs"  # finished runs (RunRecord), oldest first
 RECORDED = "_train_recorded"  # id() of the job already added to RUNS
 START_ERROR = "_train_start_error"  # why the last press of Train did not start a job
@@ -317,6 +318,10 @@ def _weights_section(config: ResNetConfig) -> None:
 def _start(config: ResNetConfig) -> None:
     """Train button callback: read the data (cached), start the job; errors are kept for the page to show."""
     st.session_state.pop(START_ERROR, None)
+    busy = session.busy_with(st.session_state)
+    if busy:  # e.g. the degradation lesson runs in this session (a running Train-tab job disables the button)
+        st.session_state[START_ERROR] = busy[0].upper() + busy[1:] + "."
+        return
     try:
         settings = replace(_settings_from_state(), weights=_weights_choice(config))
         if _folders_chosen():
@@ -360,8 +365,9 @@ def _live_panel(drawn_active: bool = False) -> None:
         return
     snap = job.poll()
     if snap.status == "waiting":
+        ahead = f" {snap.queue_ahead} waiting before you (first come, first served)." if snap.queue_ahead else ""
         st.info(f"**Waiting for a slot** — another training is running on this server (at most {max_concurrent()} at "
-                "once, so each gets the whole CPU). It starts by itself.", icon=":material/hourglass_top:")
+                f"once, so each gets the whole CPU). It starts by itself.{ahead}", icon=":material/hourglass_top:")
     elif snap.active:
         parts = [snap.phase, f"{_fmt_seconds(snap.elapsed)} elapsed"]
         if snap.eta is not None:
