@@ -328,8 +328,14 @@ def parse_query(params: Mapping[str, Any]) -> ParsedQuery:
 
 
 def diff_fields(config: ResNetConfig, base: ResNetConfig) -> list[str]:
-    """Fields whose value differs between two configs, in field order (depth/blocks compared as the blocks they give)."""
-    depth_changed = config.stage_blocks != base.stage_blocks or (config.blocks is None) != (base.blocks is None)
+    """Fields whose value differs between two configs, in field order.
+
+    Depth and blocks are compared as what they give: the resolved depth and the blocks per stage
+    (the same blocks per stage can be two depths: 3 per stage is depth 20 with basic blocks and 29
+    with bottlenecks), so a link carries a depth whenever the network's depth differs from its preset's.
+    """
+    depth_changed = (config.stage_blocks != base.stage_blocks or config.resolved_depth != base.resolved_depth
+                     or (config.blocks is None) != (base.blocks is None))
     out = []
     for f in dataclasses.fields(ResNetConfig):
         if f.name == "depth":
