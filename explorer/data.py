@@ -17,14 +17,15 @@ import io
 import os
 import pickle
 import pickletools
-import stat
 import tarfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
+
+from explorer import files
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 NUM_CLASSES = 10
@@ -342,35 +343,27 @@ def _too_large(what: object, size: int, limit: int) -> DataError:
     return DataError(f"{what} is {size:,} bytes, more than a CIFAR-10 batch file ({limit:,} bytes at most). {HOW_TO_GET}")
 
 
-def open_regular_file(path: Path) -> io.BufferedReader:
-    """Open a path for reading only when it is a regular file (never blocks on a FIFO, never reads a device).
-
-    The file is opened non-blocking and checked with `fstat` on the open descriptor, so a FIFO or
-    device put at the path (even after a check by name) is refused, not read.
+def open_regular_file(path: Path) -> BinaryIO:
+    """Open a batch file or archive only when it is a regular file (never blocks on a FIFO, never reads a device).
 
     Raises:
         DataError: The path is missing, unreadable, or not a regular file.
     """
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+        return files.open_regular(path)
+    except files.FileRefused as exc:
+        raise DataError(f"{path} is not a regular file (it is {exc.kind}): give a folder with the CIFAR-10 batch "
+                        f"files. {HOW_TO_GET}") from None
     except OSError as exc:
         raise DataError(f"cannot read {path} ({exc.strerror or exc}). Check that it exists and its permissions.") from None
-    try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            raise DataError(f"{path} is not a regular file: give a folder with the CIFAR-10 batch files. {HOW_TO_GET}")
-        return os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
 
 
-def _read_capped(handle: io.BufferedIOBase, what: object, limit: int) -> bytes:
+def _read_capped(handle: BinaryIO, what: object, limit: int) -> bytes:
     """Read at most `limit` bytes; more (a file that grew, a size that lied) is a DataError."""
-    data = handle.read(limit + 1)
-    if len(data) > limit:
-        raise _too_large(what, len(data), limit)
-    return data
+    try:
+        return files.read_capped(handle, limit=limit, path=str(what))
+    except files.FileRefused:
+        raise DataError(f"{what} holds more than {limit:,} bytes, more than a CIFAR-10 batch file. {HOW_TO_GET}") from None
 
 
 def _read_dir_files(directory: Path, kind: str, names: list[str] | None = None) -> Iterator[tuple[str, bytes]]:
