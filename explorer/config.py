@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import math
 import re
@@ -372,19 +373,14 @@ class ResNetConfig:
 
 
 _JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
-_JSON_BRACKET = re.compile(r"[\[\]{}]")
+_JSON_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_JSON_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
 
 
 def _json_nesting(text: str) -> int:
     """How deep arrays and objects nest in JSON text (brackets inside strings do not count)."""
-    depth = deepest = 0
-    for match in _JSON_BRACKET.finditer(_JSON_STRING.sub('""', text)):
-        if match.group() in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-        else:
-            depth -= 1
-    return deepest
+    brackets = _JSON_NOT_BRACKET.sub("", _JSON_STRING.sub('""', text))
+    return max(itertools.accumulate(map(_JSON_STEP.__getitem__, brackets)), default=0)
 
 
 def load_json(data: str | bytes, *, name: str = "the config", field: str = "config", max_bytes: int | None = None,
