@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from explorer import files
 from explorer.annotate import AnnotatedGraph, build
 from explorer.config import (
     BLOCKS,
@@ -25,6 +26,21 @@ from explorer.config import (
 from explorer.presets import PRESETS, get_preset
 
 EXIT_OK, EXIT_USAGE, EXIT_DIAGNOSTICS = 0, 2, 3
+MAX_CONFIG_FILE_BYTES = 64 * 1024 * 1024  # `summary --json` of the deepest network the config allows is ~30 MB
+
+# Every path argument: (argparse dest, what it must be, how the message names it, what to give instead).
+# They are checked with os.stat before any command opens them (`check_path_args`).
+PATH_ARGS = (
+    ("config", "file", "--config", "give a config JSON file (as `summary --json` prints it)"),
+    ("model", "file", "--model", "give a .keras model file"),
+    ("images", "file", "IMAGE", "give PNG, JPEG, GIF, BMP or WebP files"),
+    ("weights", "file", "--weights", "give imagenet or a keras.applications .h5 weights file"),
+    ("data_dir", "file or folder", "--data-dir", "give the folder that holds CIFAR-10 (or one of its .tar.gz archives)"),
+    ("image_dir", "folder", "--image-dir", "give a folder with one subfolder per class"),
+    ("val_dir", "folder", "--val-dir", "give a folder with one subfolder per class"),
+    ("out", "folder", "--out", "give a folder (it is created when missing)"),
+    ("output", "file", "--output", "give the path of a .dot, .svg or .png file to write"),
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -59,17 +75,68 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
                    "(0 = train everything; the number of stages = only the head trains)")
 
 
+def check_path(value: str | None, *, want: str, flag: str, give: str) -> None:
+    """Refuse a path argument that exists but is not what the command reads (a device, a FIFO, a folder for a file).
+
+    Looked at with `os.stat` only (nothing is opened, so a FIFO cannot block and a device is not
+    read). A path that does not exist passes: the command says what is missing, as before.
+
+    Args:
+        value: The argument (None when not given).
+        want: "file" (a regular file), "folder", or "file or folder".
+        flag: How the message names the argument (`--config`).
+        give: What to give instead.
+
+    Raises:
+        ConfigError: The path is something else, or cannot be looked at.
+    """
+    if value is None:
+        return
+    field = flag.lstrip("-").lower()
+    try:
+        files.check_kind(value, want=want)
+    except files.FileRefused as exc:
+        raise ConfigError(field, str(exc), give) from None
+    except (OSError, ValueError) as exc:  # permissions, a loop of links, a NUL in the name
+        raise ConfigError(field, f"cannot look at {value} ({getattr(exc, 'strerror', None) or exc})", give) from None
+
+
+def check_path_args(args: argparse.Namespace) -> None:
+    """`check_path` on every path argument the command has (PATH_ARGS), before the command runs.
+
+    Raises:
+        ConfigError: One of them is not a regular file / folder as it must be.
+    """
+    for dest, want, flag, give in PATH_ARGS:
+        value = getattr(args, dest, None)
+        if dest == "weights" and value == "imagenet":
+            continue
+        for one in value if isinstance(value, list) else [value]:
+            check_path(one, want=want, flag=flag, give=give)
+
+
+def read_config_file(path: str) -> ResNetConfig:
+    """A config from a JSON file: a regular file of at most MAX_CONFIG_FILE_BYTES, parsed by `load_json`.
+
+    Raises:
+        ConfigError: Not a regular file, too large, unreadable, or not a config.
+    """
+    give = "give the path of a config JSON file"
+    try:
+        data = files.read_regular(path, limit=MAX_CONFIG_FILE_BYTES)
+    except files.FileRefused as exc:
+        raise ConfigError("config", str(exc), give) from None
+    except OSError as exc:
+        raise ConfigError("config", f"cannot read {path} ({exc.strerror or exc})", give) from None
+    return ResNetConfig.from_json(data, name=path)
+
+
 def config_from_args(args: argparse.Namespace) -> ResNetConfig:
     """The config the flags describe: a preset or file (or the default) with overrides applied."""
     if args.preset:
         base = get_preset(args.preset).config
     elif args.config:
-        path = Path(args.config)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError("config", f"cannot read {path} ({exc.strerror or exc})", "give the path of a config JSON file") from None
-        base = ResNetConfig.from_json(text)
+        base = read_config_file(args.config)
     else:
         base = ResNetConfig()
     changes: dict = {}
@@ -512,6 +579,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = make_parser()
     args = parser.parse_args(argv)
     try:
+        check_path_args(args)
         return args.func(args)
     except ConfigError as exc:
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +46,8 @@ MAX_FILTERS = 4096
 MAX_INPUT_SIDE = 4096
 MAX_CHANNELS = MAX_FILTERS  # input channels (a stack appended to a model takes its width)
 MAX_CLASSES = 100_000
+MAX_JSON_NESTING = 32
+"""The deepest nesting of arrays and objects `load_json` reads (a config is 2 deep, `summary --json` 4)."""
 
 
 class ConfigError(ValueError):
@@ -104,26 +108,32 @@ def nearest_depths(block: str, stages: int, depth: int) -> tuple[int | None, int
     return below, above
 
 
+def _shown(value: Any, *, limit: int = 40) -> str:
+    """A value as a message shows it: its repr, cut short (a 4,000-digit number is not echoed whole)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit - 1]}…"
+
+
 def _choice(field: str, value: Any, options: tuple) -> None:
     if isinstance(value, bool) or not isinstance(value, type(options[0])) or value not in options:
         shown = ", ".join(str(o) for o in options)
-        raise ConfigError(field, f"unknown option {value!r}", f"choose one of: {shown}")
+        raise ConfigError(field, f"unknown option {_shown(value)}", f"choose one of: {shown}")
 
 
 def _int_range(field: str, value: Any, low: int, high: int, what: str = "") -> None:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(field, f"{value!r} is not a whole number", f"give an integer from {low} to {high}")
+        raise ConfigError(field, f"{_shown(value)} is not a whole number", f"give an integer from {low} to {high}")
     if not low <= value <= high:
-        raise ConfigError(field, f"{value} is out of range{what}", f"give a value from {low} to {high}")
+        raise ConfigError(field, f"{_shown(value)} is out of range{what}", f"give a value from {low} to {high}")
 
 
 def _float_range(field: str, value: Any, low: float, high: float, *, high_open: bool = False) -> None:
     ok_type = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if not ok_type or not math.isfinite(value):
-        raise ConfigError(field, f"{value!r} is not a number", f"give a number from {low} to {high}")
-    if value < low or value > high or (high_open and value == high):
+    if not ok_type or (isinstance(value, float) and not math.isfinite(value)):
+        raise ConfigError(field, f"{_shown(value)} is not a number", f"give a number from {low} to {high}")
+    if value < low or value > high or (high_open and value == high):  # an int compares exactly, however long
         bound = f"below {high}" if high_open else f"at most {high}"
-        raise ConfigError(field, f"{value} is out of range", f"give a number from {low}, {bound}")
+        raise ConfigError(field, f"{_shown(value)} is out of range", f"give a number from {low}, {bound}")
 
 
 def _as_tuple(value: Any) -> Any:
@@ -227,7 +237,7 @@ class ResNetConfig:
         _choice("initializer", self.initializer, INITIALIZERS)
         for flag in ("first_preact", "projection_bn", "explicit_padding", "batch_norm", "zero_init"):
             if not isinstance(getattr(self, flag), bool):
-                raise ConfigError(flag, f"{getattr(self, flag)!r} is not true/false", "give true or false")
+                raise ConfigError(flag, f"{_shown(getattr(self, flag))} is not true/false", "give true or false")
         _int_range("stages", self.stages, 1, MAX_STAGES)
         _int_range("filters", self.filters, 1, MAX_FILTERS)
         _int_range("expansion", self.expansion, 1, 16)
@@ -243,7 +253,7 @@ class ResNetConfig:
     def _validate_input_shape(self) -> None:
         shape = self.input_shape
         if not isinstance(shape, tuple) or len(shape) != 3:
-            raise ConfigError("input", f"{shape!r} is not (H, W, C)", "give height, width and channels, e.g. 32x32x3")
+            raise ConfigError("input", f"{_shown(shape)} is not (H, W, C)", "give height, width and channels, e.g. 32x32x3")
         for axis, value, high in zip("HWC", shape, (MAX_INPUT_SIDE, MAX_INPUT_SIDE, MAX_CHANNELS), strict=True):
             _int_range("input", value, 1, high, f" for {axis}")
 
@@ -253,7 +263,7 @@ class ResNetConfig:
         if not isinstance(self.widths, tuple) or len(self.widths) != self.stages:
             raise ConfigError(
                 "widths",
-                f"{self.widths!r} does not give one width for each of the {self.stages} stages",
+                f"{_shown(self.widths)} does not give one width for each of the {self.stages} stages",
                 f"give {self.stages} comma-separated widths, or leave widths empty to derive them from filters",
             )
         for w in self.widths:
@@ -264,7 +274,7 @@ class ResNetConfig:
             if not isinstance(self.blocks, tuple) or len(self.blocks) != self.stages:
                 raise ConfigError(
                     "blocks",
-                    f"{self.blocks!r} does not give one count for each of the {self.stages} stages",
+                    f"{_shown(self.blocks)} does not give one count for each of the {self.stages} stages",
                     f"give {self.stages} comma-separated counts, or set stages to their number",
                 )
             for n in self.blocks:
@@ -342,26 +352,79 @@ class ResNetConfig:
         if not isinstance(data, dict):
             raise ConfigError("config", "a config must be a JSON object of field: value", "see `python -m explorer summary --json` for an example")
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
+        unknown = sorted(str(key) for key in data if key not in known)
         if unknown:
-            raise ConfigError("config", f"unknown field(s): {', '.join(map(str, unknown))}", f"valid fields: {', '.join(sorted(known))}")
+            names = ", ".join(key if len(key) <= 40 else f"{key[:39]}…" for key in unknown[:5])
+            more = f" and {len(unknown) - 5:,} more" if len(unknown) > 5 else ""
+            raise ConfigError("config", f"unknown field(s): {names}{more}", f"valid fields: {', '.join(sorted(known))}")
         try:
             return cls(**data)
         except TypeError as exc:  # pragma: no cover - kw_only dataclass, all keys checked
             raise ConfigError("config", str(exc), "check the field names") from exc
 
     @classmethod
-    def from_json(cls, text: str) -> ResNetConfig:
-        """Parse JSON text (e.g. a config file) into a config."""
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ConfigError("config", f"not valid JSON ({exc.msg} at line {exc.lineno})", "fix the file or export a fresh one") from exc
-        return cls.from_dict(data)
+    def from_json(cls, text: str | bytes, *, name: str = "the config", max_bytes: int | None = None) -> ResNetConfig:
+        """Parse JSON text (e.g. a config file) into a config (`load_json`: any parse failure is a ConfigError)."""
+        return cls.from_dict(load_json(text, name=name, max_bytes=max_bytes))
 
     def replace(self, **changes: Any) -> ResNetConfig:
         """A copy with some fields changed (validated)."""
         return dataclasses.replace(self, **changes)
+
+
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_JSON_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_JSON_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
+
+
+def _json_nesting(text: str) -> int:
+    """How deep arrays and objects nest in JSON text (brackets inside strings do not count)."""
+    brackets = _JSON_NOT_BRACKET.sub("", _JSON_STRING.sub('""', text))
+    return max(itertools.accumulate(map(_JSON_STEP.__getitem__, brackets)), default=0)
+
+
+def load_json(data: str | bytes, *, name: str = "the config", field: str = "config", max_bytes: int | None = None,
+              hint: str = "fix the file or export a fresh one") -> Any:
+    """Parse JSON that a user supplied (an upload, a file, a link): every way it can fail is one ConfigError.
+
+    Failures are: more than `max_bytes`, bytes that are not UTF-8, nesting deeper than
+    `MAX_JSON_NESTING` (checked before parsing, so the parser never recurses deeply), a number
+    too long for Python to convert, and any other syntax error.
+
+    Args:
+        data: The JSON text, or its bytes (UTF-8).
+        name: What it is, for the message ("mine.json", "the config").
+        field: The ConfigError's field.
+        max_bytes: Refuse longer input unread (None: no limit).
+        hint: What to do, for the message.
+
+    Returns:
+        The parsed value (any JSON type; the caller checks its shape).
+
+    Raises:
+        ConfigError: The input is too long, not UTF-8, or not valid JSON; the message says which.
+    """
+    size, unit = len(data), "bytes" if isinstance(data, bytes | bytearray) else "characters"
+    if max_bytes is not None and size > max_bytes:
+        raise ConfigError(field, f"{name} is {size:,} {unit}, more than the {max_bytes:,} a config file may have", hint)
+    if isinstance(data, bytes | bytearray):
+        try:
+            text = bytes(data).decode("utf-8")
+        except UnicodeDecodeError:
+            raise ConfigError(field, f"{name} is not UTF-8 text", hint) from None
+    else:
+        text = data
+    nesting = _json_nesting(text)
+    if nesting > MAX_JSON_NESTING:
+        raise ConfigError(field, f"{name} nests {nesting:,} levels deep; a config is a flat object (at most "
+                          f"{MAX_JSON_NESTING} levels are read)", hint)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(field, f"{name} is not valid JSON ({exc.msg} at line {exc.lineno})", hint) from None
+    except (ValueError, RecursionError, MemoryError) as exc:  # e.g. Python's limit on the digits of an integer
+        reason = str(exc).split(";")[0][:120]
+        raise ConfigError(field, f"{name} cannot be read as JSON ({type(exc).__name__}: {reason})", hint) from None
 
 
 def _fmt_blocks(blocks: tuple[int, ...]) -> str:

@@ -16,13 +16,16 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import pickletools
 import tarfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
+
+from explorer import files
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 NUM_CLASSES = 10
@@ -30,7 +33,12 @@ IMAGE_SHAPE = (32, 32, 3)
 PIXELS = 32 * 32 * 3
 RECORD_BYTES = 1 + PIXELS  # binary layout: 1 label byte + 3072 pixel bytes (R, G, B planes)
 TRAIN_BATCHES = 5
-MAX_MEMBER_BYTES = 64 * 1024 * 1024  # an official batch is ~30 MiB; refuse anything much larger
+BATCH_RECORDS = 10_000  # images in an official batch file: the most one file may hold
+MAX_BINARY_BATCH_BYTES = BATCH_RECORDS * RECORD_BYTES  # 30,730,000: an official .bin batch exactly
+MAX_PYTHON_BATCH_BYTES = 40 * 1024 * 1024  # an official pickled batch is ~31.0 MB (images, labels, file names)
+MAX_MEMBER_BYTES = MAX_PYTHON_BATCH_BYTES  # the largest batch file of either layout read from disk or an archive
+MAX_PICKLE_OPCODES = 200_000  # an official pickled batch has ~30,000 (10,000 labels and 10,000 file names)
+MAX_ARCHIVE_MEMBERS = 64  # the official archives hold 9 or 10 entries
 # Channel statistics of the CIFAR-10 training set, in [0, 1] units.
 MEAN = (0.4914, 0.4822, 0.4465)
 STD = (0.2470, 0.2435, 0.2616)
@@ -141,17 +149,56 @@ class Source:
 
 
 # --------------------------------------------------------------------------- restricted unpickling
+class RefusedPickle(pickle.UnpicklingError):
+    """A pickle that asks for something the CIFAR-10 files never contain (refused before it is built)."""
+
+
+class _NdarrayClass:
+    """Stands in for `numpy.ndarray` in a pickle: it may only name the class for `_reconstruct`, never be called."""
+
+    def __repr__(self) -> str:
+        return "numpy.ndarray"
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise RefusedPickle("a pickle that calls numpy.ndarray (it would allocate the array it names)")
+
+
+_NDARRAY = _NdarrayClass()
+
+
+def _bounded_reconstruct(subtype: Any, shape: Any, dtype: Any) -> np.ndarray:
+    """numpy's `_reconstruct`, refusing an array larger than one CIFAR-10 batch before it is allocated.
+
+    The official files call it with an empty shape and fill the array with `__setstate__` (whose
+    bytes come from the file itself); a crafted file could instead declare a huge shape here.
+    """
+    if subtype is not _NDARRAY:
+        raise RefusedPickle("numpy arrays in a CIFAR-10 batch are plain ndarrays")
+    try:
+        dims = tuple(int(d) for d in (shape if isinstance(shape, tuple | list) else (shape,)))
+        itemsize = np.dtype(dtype.decode("latin-1") if isinstance(dtype, bytes) else dtype).itemsize
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise RefusedPickle(f"an array with shape {shape!r} and dtype {dtype!r} ({exc})") from None
+    nbytes = itemsize
+    for d in dims:
+        if d < 0:
+            raise RefusedPickle(f"an array with a negative dimension {dims}")
+        nbytes *= d
+    if len(dims) > 8 or nbytes > BATCH_RECORDS * PIXELS:
+        raise RefusedPickle(f"an array of shape {dims} ({nbytes:,} bytes), larger than a CIFAR-10 batch")
+    return np._core.multiarray._reconstruct(np.ndarray, dims, dtype)  # type: ignore[attr-defined]
+
+
 def _allowed_globals() -> dict[tuple[str, str], Any]:
-    reconstruct = np._core.multiarray._reconstruct  # type: ignore[attr-defined]
     return {
-        ("numpy.core.multiarray", "_reconstruct"): reconstruct,  # files pickled by numpy 1.x (the official ones)
-        ("numpy._core.multiarray", "_reconstruct"): reconstruct,  # numpy 2.x
-        ("numpy", "ndarray"): np.ndarray,
+        ("numpy.core.multiarray", "_reconstruct"): _bounded_reconstruct,  # files pickled by numpy 1.x (the official ones)
+        ("numpy._core.multiarray", "_reconstruct"): _bounded_reconstruct,  # numpy 2.x
+        ("numpy", "ndarray"): _NDARRAY,  # only ever the first argument of _reconstruct: calling it would allocate
         ("numpy", "dtype"): np.dtype,
     }
 
 
-class ForbiddenGlobal(pickle.UnpicklingError):
+class ForbiddenGlobal(RefusedPickle):
     """A pickle asked for a function or class the CIFAR-10 files never contain."""
 
 
@@ -160,7 +207,8 @@ class RestrictedUnpickler(pickle.Unpickler):
 
     The official batches are dicts of bytes keys, lists, bytes and one numpy array; rebuilding
     the array needs `numpy.core.multiarray._reconstruct`, `numpy.ndarray` and `numpy.dtype`.
-    Every other global (functions, classes, modules) is refused, so a crafted file cannot run code.
+    Every other global (functions, classes, modules) is refused, so a crafted file cannot run code,
+    and `_reconstruct` refuses an array larger than one batch, so a small file cannot declare a huge one.
     """
 
     _ALLOWED: dict[tuple[str, str], Any] | None = None
@@ -174,8 +222,24 @@ class RestrictedUnpickler(pickle.Unpickler):
             raise ForbiddenGlobal(f"refused to load {module}.{name}") from None
 
 
-def restricted_loads(data: bytes) -> Any:
-    """Unpickle bytes with `RestrictedUnpickler` (Python 2 strings come back as bytes)."""
+class TooManyOpcodes(RefusedPickle):
+    """A pickle with far more objects than a CIFAR-10 batch holds (refused before any is built)."""
+
+
+def restricted_loads(data: bytes, *, max_opcodes: int = MAX_PICKLE_OPCODES) -> Any:
+    """Unpickle bytes with `RestrictedUnpickler` (Python 2 strings come back as bytes).
+
+    The opcodes are counted first (`pickletools.genops` reads them without building anything): a
+    pickle of many small objects (a list of millions of labels) is refused before it takes memory.
+
+    Raises:
+        RefusedPickle: More than `max_opcodes` opcodes (`TooManyOpcodes`), a global the CIFAR-10
+            files never contain (`ForbiddenGlobal`), or an array larger than one batch.
+        pickle.UnpicklingError, EOFError, ValueError, ...: A damaged or foreign pickle.
+    """
+    for count, _ in enumerate(pickletools.genops(data), 1):
+        if count > max_opcodes:
+            raise TooManyOpcodes(f"more than {max_opcodes:,} pickle opcodes")
     return RestrictedUnpickler(io.BytesIO(data), encoding="bytes").load()
 
 
@@ -184,8 +248,14 @@ def parse_binary_batch(data: bytes, name: str) -> tuple[np.ndarray, np.ndarray]:
     """Parse one file of the binary layout into ((N, 32, 32, 3) uint8, (N,) uint8).
 
     Raises:
-        DataError: The file is empty or not a whole number of 3073-byte records.
+        DataError: The file is empty, not a whole number of 3073-byte records, or more than a
+            batch's 10,000 records (checked on the length, before anything is copied).
     """
+    if len(data) > MAX_BINARY_BATCH_BYTES:
+        raise DataError(
+            f"{name} is {len(data):,} bytes: more than the {BATCH_RECORDS:,} records of {RECORD_BYTES} bytes "
+            f"({MAX_BINARY_BATCH_BYTES:,} bytes) that a CIFAR-10 batch holds, so it is not one. {HOW_TO_GET}"
+        )
     if not data or len(data) % RECORD_BYTES:
         full, rest = divmod(len(data), RECORD_BYTES)
         raise DataError(
@@ -201,12 +271,17 @@ def parse_binary_batch(data: bytes, name: str) -> tuple[np.ndarray, np.ndarray]:
 def parse_python_batch(data: bytes, name: str) -> tuple[np.ndarray, np.ndarray]:
     """Parse one pickled batch of the Python layout (restricted unpickler) into images and labels.
 
+    A batch holds at most 10,000 images: a (N, 3072) uint8 array and N whole-number labels. Shape,
+    dtype and labels are checked before anything is copied or converted.
+
     Raises:
         DataError: The file is not a CIFAR-10 batch, or it asks for anything but plain data.
     """
+    if len(data) > MAX_PYTHON_BATCH_BYTES:
+        raise DataError(f"{name} is {len(data):,} bytes, far larger than a CIFAR-10 batch. {HOW_TO_GET}")
     try:
         batch = restricted_loads(data)
-    except ForbiddenGlobal as exc:
+    except RefusedPickle as exc:
         raise DataError(f"{name} is not a plain CIFAR-10 batch ({exc}); it was not loaded. {HOW_TO_GET}") from None
     except Exception as exc:  # truncated or garbage pickles raise EOFError, ValueError, ...
         raise DataError(f"{name} cannot be read as a CIFAR-10 batch ({type(exc).__name__}: {exc}); "
@@ -219,14 +294,32 @@ def parse_python_batch(data: bytes, name: str) -> tuple[np.ndarray, np.ndarray]:
         shape = getattr(images, "shape", None)
         raise DataError(f"{name} has no (N, {PIXELS}) uint8 'data' array (found {type(images).__name__} {shape}); "
                         f"it is not a CIFAR-10 batch. {HOW_TO_GET}")
+    if len(images) > BATCH_RECORDS:  # pragma: no cover - _bounded_reconstruct refuses such an array first
+        raise DataError(f"{name} holds {len(images):,} images; a CIFAR-10 batch holds at most {BATCH_RECORDS:,}. "
+                        f"{HOW_TO_GET}")
     if not isinstance(labels, list | tuple | np.ndarray) or len(labels) != len(images):
         raise DataError(f"{name}: the labels do not match the {len(images):,} images. {HOW_TO_GET}")
-    try:
-        labels_arr = np.asarray(labels, dtype=np.int64)
-    except (TypeError, ValueError):
-        raise DataError(f"{name}: the labels are not whole numbers. {HOW_TO_GET}") from None
+    labels_arr = _labels_array(labels, name)
     _check_labels(labels_arr, name)
     return np.ascontiguousarray(images.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)), labels_arr.astype(np.uint8)
+
+
+def _labels_array(labels: list | tuple | np.ndarray, name: str) -> np.ndarray:
+    """(N,) int64 labels from a batch's list (or 1-D integer array), refusing anything but whole numbers.
+
+    The element types are checked before numpy converts them: a list of nested lists would
+    otherwise become an array of their (possibly huge, shared) nested shape.
+    """
+    if isinstance(labels, np.ndarray):
+        ok = labels.ndim == 1 and labels.dtype.kind in "iu"
+    else:
+        ok = all(isinstance(v, int | np.integer) and not isinstance(v, bool) for v in labels)
+    if not ok:
+        raise DataError(f"{name}: the labels are not whole numbers. {HOW_TO_GET}")
+    try:
+        return np.asarray(labels, dtype=np.int64)
+    except (TypeError, ValueError, OverflowError):
+        raise DataError(f"{name}: the labels are not whole numbers. {HOW_TO_GET}") from None
 
 
 def _check_labels(labels: np.ndarray, name: str) -> None:
@@ -241,35 +334,86 @@ def _batch_names(kind: str) -> list[str]:
     return [f"data_batch_{i}{suffix}" for i in range(1, TRAIN_BATCHES + 1)] + [f"test_batch{suffix}"]
 
 
+def _batch_limit(kind: str) -> int:
+    """The largest batch file of a layout, in bytes (a file of more is refused unread)."""
+    return MAX_BINARY_BATCH_BYTES if kind.startswith("binary") else MAX_PYTHON_BATCH_BYTES
+
+
+def _too_large(what: object, size: int, limit: int) -> DataError:
+    return DataError(f"{what} is {size:,} bytes, more than a CIFAR-10 batch file ({limit:,} bytes at most). {HOW_TO_GET}")
+
+
+def open_regular_file(path: Path) -> BinaryIO:
+    """Open a batch file or archive only when it is a regular file (never blocks on a FIFO, never reads a device).
+
+    Raises:
+        DataError: The path is missing, unreadable, or not a regular file.
+    """
+    try:
+        return files.open_regular(path)
+    except files.FileRefused as exc:
+        raise DataError(f"{path} is not a regular file (it is {exc.kind}): give a folder with the CIFAR-10 batch "
+                        f"files. {HOW_TO_GET}") from None
+    except OSError as exc:
+        raise DataError(f"cannot read {path} ({exc.strerror or exc}). Check that it exists and its permissions.") from None
+
+
+def _read_capped(handle: BinaryIO, what: object, limit: int) -> bytes:
+    """Read at most `limit` bytes; more (a file that grew, a size that lied) is a DataError."""
+    try:
+        return files.read_capped(handle, limit=limit, path=str(what))
+    except files.FileRefused:
+        raise DataError(f"{what} holds more than {limit:,} bytes, more than a CIFAR-10 batch file. {HOW_TO_GET}") from None
+
+
 def _read_dir_files(directory: Path, kind: str, names: list[str] | None = None) -> Iterator[tuple[str, bytes]]:
+    limit = _batch_limit(kind)
     for name in names or _batch_names(kind):
         path = directory / name
         if not path.is_file():
             raise DataError(f"{path} is missing: the {kind} layout needs {', '.join(_batch_names(kind))}. {HOW_TO_GET}")
-        size = path.stat().st_size
-        if size > MAX_MEMBER_BYTES:
-            raise DataError(f"{path} is {size:,} bytes, far larger than a CIFAR-10 batch. {HOW_TO_GET}")
-        try:
-            yield name, path.read_bytes()
-        except OSError as exc:
-            raise DataError(f"cannot read {path} ({exc.strerror or exc}). Check its permissions.") from None
+        with open_regular_file(path) as handle:
+            size = os.fstat(handle.fileno()).st_size
+            if size > limit:
+                raise _too_large(path, size, limit)  # refused unread
+            try:
+                data = _read_capped(handle, path, limit)
+            except OSError as exc:
+                raise DataError(f"cannot read {path} ({exc.strerror or exc}). Check its permissions.") from None
+        yield name, data
 
 
 def _read_archive_files(archive: Path, kind: str, names: list[str] | None = None) -> Iterator[tuple[str, bytes]]:
-    """Read the batch members of an official archive into memory (nothing is extracted to disk)."""
+    """Read the batch members of an official archive into memory (nothing is extracted to disk).
+
+    Only the first `MAX_ARCHIVE_MEMBERS` entries are looked at (an archive of millions of tiny
+    entries would otherwise be listed whole), and a member larger than a batch is never read.
+    """
     folder = BIN_DIR if kind == "binary-archive" else PY_DIR
+    wanted = names or _batch_names(kind)
+    limit = _batch_limit(kind)
+    handle = open_regular_file(archive)
     try:
-        with tarfile.open(archive, mode="r:*") as tar:
-            members = {m.name.lstrip("./"): m for m in tar.getmembers()}
-            for name in names or _batch_names(kind):
+        with handle, tarfile.open(fileobj=handle, mode="r:*") as tar:
+            members: dict[str, tarfile.TarInfo] = {}
+            for count, member in enumerate(tar, 1):
+                if count > MAX_ARCHIVE_MEMBERS:
+                    raise DataError(f"{archive} has more than {MAX_ARCHIVE_MEMBERS} entries before the CIFAR-10 batches: "
+                                    f"it is not the official {archive.name}. {HOW_TO_GET}")
+                members.setdefault(member.name.lstrip("./"), member)
+                if all(f"{folder}/{name}" in members for name in wanted):
+                    break
+            for name in wanted:
                 member = members.get(f"{folder}/{name}")
                 if member is None:
                     raise DataError(f"{archive} has no {folder}/{name}: it is not the official {archive.name}. {HOW_TO_GET}")
-                if not member.isfile() or member.size > MAX_MEMBER_BYTES:
+                if not member.isfile():
                     raise DataError(f"{archive}: {folder}/{name} is not a CIFAR-10 batch file. {HOW_TO_GET}")
-                handle = tar.extractfile(member)
-                assert handle is not None  # a regular file
-                yield name, handle.read()
+                if member.size > limit:
+                    raise _too_large(f"{archive}: {folder}/{name}", member.size, limit)  # refused unread
+                extracted = tar.extractfile(member)
+                assert extracted is not None  # a regular file
+                yield name, _read_capped(extracted, f"{archive}: {folder}/{name}", limit)
     except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
         raise DataError(f"{archive} cannot be read as a .tar.gz archive ({exc}); it may be truncated. {HOW_TO_GET}") from None
 

@@ -351,6 +351,57 @@ def test_import_config_through_the_uploader():
     assert url(at) == {"preset": "resnet20", "tab": "Export"}
 
 
+@pytest.mark.parametrize("name, payload, message", [
+    ("deep.json", b"[" * 30_000 + b"]" * 30_000, "nests 30,000 levels deep"),
+    ("digits.json", b'{"depth": ' + b"9" * 5_000 + b"}", "cannot be read as JSON"),
+])
+def test_a_hostile_config_import_is_one_message_without_a_traceback(name, payload, message):
+    at = run_app(tab="Export")
+    at.file_uploader(key="import_file").set_value((name, payload, "application/json")).run()
+    assert not at.exception
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1 and message in errors[0] and "Traceback" not in errors[0]
+    assert url(at) == {"preset": "resnet20", "tab": "Export"}
+
+
+def test_an_unexpected_import_failure_is_logged_not_shown(monkeypatch, caplog):
+    from explorer.ui import export
+
+    def broken(data, name="config.json"):
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(export, "import_config", broken)
+    at = run_app(tab="Export")
+    at.file_uploader(key="import_file").set_value(("mine.json", b"{}", "application/json")).run()
+    assert not at.exception
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1 and "could not be imported" in errors[0] and "secret" not in errors[0]
+    assert any("secret internals" in (r.exc_text or "") or (r.exc_info and "secret" in str(r.exc_info[1]))
+               for r in caplog.records)
+
+
+def test_the_guard_logs_the_traceback_and_shows_one_message(caplog):
+    def page():
+        from explorer.ui import common
+
+        with common.guard("diagram"):
+            raise RuntimeError("boom")
+
+    at = AppTest.from_function(page, default_timeout=60).run()
+    assert not at.exception
+    assert len(at.error) == 1 and "The diagram could not be drawn" in at.error[0].value
+    assert "Traceback" not in at.error[0].value
+    logged = [r for r in caplog.records if r.name == "explorer.ui" and r.exc_info]
+    assert logged and "boom" in str(logged[0].exc_info[1])
+
+
+def test_served_pages_show_no_tracebacks():
+    import tomllib
+
+    settings = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    assert settings["client"]["showErrorDetails"] == "none"  # tracebacks go to the server log only
+
+
 def test_a_boot_cut_short_is_redone_from_the_url_on_the_next_run(monkeypatch):
     """A dropped websocket stops the first run wherever it is; the next run must still load the link's
     network (it used to mark the session booted first and come back on the default resnet20)."""

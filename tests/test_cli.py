@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -178,3 +179,57 @@ def test_dot_refusals_exit_2(capsys, argv, tmp_path, monkeypatch):
     assert exc_info.value.code == 2
     err = capsys.readouterr().err
     assert len([line for line in err.splitlines() if line.strip()]) == 1
+
+
+# --------------------------------------------------------------------------- path arguments that are not files
+def _run_capped(argv: list[str], cwd) -> subprocess.CompletedProcess:
+    """`python -m explorer ARGV` with a 2 GB address space and a timeout: reading /dev/zero or a FIFO fails, not hangs."""
+    def cap():
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (2 * 2**30, 2 * 2**30))
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "explorer", *argv], capture_output=True, text=True, timeout=60,
+                          cwd=cwd, env=env, preexec_fn=cap)
+
+
+def test_device_fifo_and_folder_paths_exit_2_with_one_line(tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    (tmp_path / "m.keras").write_bytes(b"not a zip")
+    (tmp_path / "red.png").write_bytes(b"\x89PNG")
+    cases = [
+        (["summary", "--config", "/dev/zero"], "config: /dev/zero is not a regular file (it is a character device)"),
+        (["summary", "--config", str(fifo)], "is not a regular file (it is a FIFO (named pipe))"),
+        (["summary", "--config", str(tmp_path)], "is not a regular file (it is a folder)"),
+        (["predict", "--model", "/dev/zero", "/dev/zero"], "model: /dev/zero is not a regular file"),
+        (["predict", "--model", "/dev/zero", "red.png"], "model: /dev/zero is not a regular file"),
+        (["predict", "--model", "m.keras", "red.png", "/dev/zero"], "image: /dev/zero is not a regular file"),
+        (["train", "--data-dir", "/dev/zero"], "data-dir: /dev/zero is not a regular file or a folder"),
+        (["gradflow", "--data-dir", str(fifo)], "is not a regular file or a folder (it is a FIFO"),
+        (["train", "--image-dir", "/dev/zero"], "image-dir: /dev/zero is not a folder"),
+        (["train", "--image-dir", str(tmp_path), "--val-dir", str(fifo)], "val-dir:"),
+        (["train", "--preset", "resnet50v2", "--weights", "/dev/zero"], "weights: /dev/zero is not a regular file"),
+        (["train", "--out", "/dev/null"], "out: /dev/null is not a folder"),
+        (["dot", "-o", str(fifo)], "output:"),
+    ]
+    for argv, message in cases:
+        proc = _run_capped(argv, tmp_path)
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        assert proc.returncode == 2 and len(lines) == 1, (argv, proc.stderr[-2000:])
+        assert message in lines[0] and "Traceback" not in proc.stderr, (argv, lines)
+        assert " — give " in lines[0], lines  # what to give instead
+
+
+@pytest.mark.parametrize("payload, message", [
+    (b"[" * 30_000 + b"]" * 30_000, "nests 30,000 levels deep"),
+    (b'{"depth": ' + b"9" * 5_000 + b"}", "cannot be read as JSON"),
+    (b"\xff\xfe{}", "is not UTF-8 text"),
+])
+def test_a_hostile_config_file_exits_2_with_one_line(capsys, tmp_path, payload, message):
+    path = tmp_path / "cfg.json"
+    path.write_bytes(payload)
+    code, _, err = run(capsys, "summary", "--config", str(path))
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and message in lines[0] and len(lines[0]) < 400, err

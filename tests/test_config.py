@@ -5,9 +5,11 @@ from __future__ import annotations
 import pytest
 
 from explorer.config import (
+    MAX_JSON_NESTING,
     ConfigError,
     ResNetConfig,
     blocks_for_depth,
+    load_json,
     nearest_depths,
     parse_input_shape,
     valid_depths,
@@ -104,6 +106,43 @@ def test_from_dict_refuses_unknown_fields_and_bad_json():
         ResNetConfig.from_json("{not json")
     with pytest.raises(ConfigError):
         ResNetConfig.from_json("[1, 2]")
+
+
+HOSTILE_JSON = {
+    "nested 30,000 deep": ("[" * 30_000 + "]" * 30_000, "nests 30,000 levels deep"),
+    "objects nested 20,000 deep": ('{"a":' * 20_000 + "1" + "}" * 20_000, "nests 20,000 levels deep"),
+    "a 5,000-digit number": ('{"depth": ' + "9" * 5_000 + "}", "cannot be read as JSON (ValueError: Exceeds the limit"),
+    "not UTF-8": (b"\xff\xfe{}", "is not UTF-8 text"),
+    "bad syntax": ("{", "is not valid JSON"),
+}
+
+
+@pytest.mark.parametrize("what", list(HOSTILE_JSON))
+def test_any_json_failure_is_one_config_error(what):
+    text, message = HOSTILE_JSON[what]
+    for parse in (load_json, ResNetConfig.from_json):
+        with pytest.raises(ConfigError, match=message.replace("(", r"\(")) as info:
+            parse(text)
+        assert info.value.field == "config" and info.value.hint
+        assert len(str(info.value)) < 300  # the number or the nesting is not echoed
+
+
+def test_load_json_reads_what_a_config_needs():
+    nested = "[" * MAX_JSON_NESTING + "]" * MAX_JSON_NESTING
+    assert load_json(nested) is not None
+    assert load_json('{"a": "[[[[\\"{{{{", "b": [1]}'.replace("[[[[", "[" * 100)) == {"a": "[" * 100 + '"{{{{', "b": [1]}
+    with pytest.raises(ConfigError, match="more than the 10 a config file may have"):
+        load_json(b" " * 11, max_bytes=10)
+    cfg = PRESETS["resnet110"].config
+    assert ResNetConfig.from_json(cfg.to_json().encode()) == cfg
+
+
+def test_huge_numbers_in_a_config_are_config_errors_not_echoed():
+    for field in ("depth", "dropout", "l2", "classes", "bn_epsilon"):
+        for value in (10**4000, -(10**4000)):
+            with pytest.raises(ConfigError, match="out of range") as info:
+                ResNetConfig.from_dict({field: value})
+            assert len(str(info.value)) < 200
 
 
 def test_keras_width_rule():

@@ -5,7 +5,10 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import subprocess
+import sys
 import tarfile
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +16,7 @@ import pytest
 
 from explorer import data as D
 from explorer.data import DataError
+from tests.conftest import ROOT
 
 PER_CLASS = 12  # images per class per batch file: 120 per file, 600 training + 120 test images
 
@@ -249,6 +253,194 @@ def test_python_batch_without_data_array(tmp_path):
     folder = write_layout(tmp_path, "python")
     (folder / "data_batch_5").write_bytes(pickle.dumps({b"labels": [1, 2]}, protocol=3))
     with pytest.raises(DataError, match="data_batch_5 has no"):
+        D.load_cifar10(tmp_path, allow_download=False)
+
+
+# --------------------------------------------------------------------------- sizes: what a batch file may claim
+def run_capped(code: str, *, address_space_gb: float = 2.0) -> str:
+    """Run test code in a subprocess with a capped address space (a regression fails there instead of eating memory)."""
+    prelude = textwrap.dedent(f"""
+        import resource
+        limit = int({address_space_gb} * 2**30)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    """)
+    proc = subprocess.run([sys.executable, "-c", prelude + textwrap.dedent(code)], capture_output=True, text=True,
+                          timeout=120, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout
+
+
+class _DeclaredArray:
+    """Pickles as numpy's `_reconstruct(ndarray, shape, "B")` with no data: a tiny file that declares a big array."""
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        self.shape = shape
+
+    def __reduce__(self):
+        return (np._core.multiarray._reconstruct, (np.ndarray, self.shape, b"B"))
+
+
+def test_full_size_batches_of_both_layouts_are_read():
+    images, labels = fixture_arrays(D.BATCH_RECORDS // 10)  # 10,000 records: an official batch
+    x, y = D.parse_binary_batch(binary_bytes(images, labels), "data_batch_1.bin")
+    assert x.shape == (D.BATCH_RECORDS, 32, 32, 3) and np.array_equal(y, labels)
+    raw = python_bytes(images, labels)
+    assert len(raw) < D.MAX_PYTHON_BATCH_BYTES
+    x, y = D.parse_python_batch(raw, "data_batch_1")
+    assert np.array_equal(x, images) and np.array_equal(y, labels)
+
+
+def test_a_binary_batch_of_more_than_10000_records_is_refused_by_its_length(tmp_path):
+    images, labels = fixture_arrays(1)
+    one = binary_bytes(images[:1], labels[:1])
+    with pytest.raises(DataError, match="30,733,073 bytes: more than the 10,000 records"):
+        D.parse_binary_batch(one * (D.BATCH_RECORDS + 1), "data_batch_1.bin")
+    folder = write_layout(tmp_path, "binary")
+    (folder / "test_batch.bin").write_bytes(one * (D.BATCH_RECORDS + 1))
+    with pytest.raises(DataError, match="test_batch.bin is 30,733,073 bytes, more than a CIFAR-10 batch file"):
+        D.load_cifar10(tmp_path, allow_download=False)
+
+
+def test_a_binary_archive_member_of_more_than_10000_records_is_refused_unread(tmp_path):
+    archive = tmp_path / D.BIN_ARCHIVE
+    with tarfile.open(archive, "w:gz") as tar:
+        for name in D._batch_names("binary-archive"):
+            info = tarfile.TarInfo(f"{D.BIN_DIR}/{name}")
+            info.size = D.MAX_BINARY_BATCH_BYTES + D.RECORD_BYTES
+            tar.addfile(info, io.BytesIO(bytes(info.size)))
+    with pytest.raises(DataError, match="data_batch_1.bin is 30,733,073 bytes, more than a CIFAR-10 batch file"):
+        D.load_cifar10(tmp_path, allow_download=False)
+
+
+def test_a_truncated_binary_batch_at_full_size_is_refused():
+    images, labels = fixture_arrays(D.BATCH_RECORDS // 10)
+    with pytest.raises(DataError, match="is damaged.*9,999 records and 3072 bytes left over"):
+        D.parse_binary_batch(binary_bytes(images, labels)[:-1], "data_batch_1.bin")
+
+
+def test_a_python_batch_declaring_200000_rows_is_refused_before_allocation():
+    """A 400 KB pickle whose array claims (200000, 3072): refused by the unpickler, under a 2 GB address space."""
+    out = run_capped("""
+        import pickle
+        import numpy as np
+        from explorer import data as D
+
+        class _DeclaredArray:
+            def __init__(self, shape):
+                self.shape = shape
+
+            def __reduce__(self):
+                return (np._core.multiarray._reconstruct, (np.ndarray, self.shape, b"B"))
+
+        for n_labels in (200_000, 10):  # with a label per row (the opcode cap), with a few (the array's size)
+            raw = pickle.dumps({b"data": _DeclaredArray((200_000, 3072)), b"labels": [i % 10 for i in range(n_labels)]},
+                               protocol=3)
+            try:
+                D.parse_python_batch(raw, "data_batch_1")
+            except D.DataError as exc:
+                print("DataError", exc)
+        # VmHWM: this process's peak RSS (ru_maxrss would include pytest's, inherited through fork and exec)
+        hwm = next(line for line in open("/proc/self/status") if line.startswith("VmHWM"))
+        print("peak MiB", int(hwm.split()[1]) // 1024)
+    """)
+    lines = out.splitlines()
+    assert len(lines) == 3, out
+    assert "more than 200,000 pickle opcodes" in lines[0]
+    assert "an array of shape (200000, 3072) (614,400,000 bytes), larger than a CIFAR-10 batch" in lines[1]
+    assert int(lines[2].split()[-1]) < 300, out  # numpy alone is ~30 MiB; the old code copied 586 MiB
+
+
+def test_a_python_layout_of_200000_row_batches_is_a_data_error_at_small_memory(tmp_path):
+    folder = tmp_path / D.PY_DIR
+    folder.mkdir()
+    for name in D._batch_names("python"):
+        raw = pickle.dumps({b"data": _DeclaredArray((200_000, 3072)), b"labels": [i % 10 for i in range(100)]}, protocol=3)
+        (folder / name).write_bytes(raw.replace(b"numpy._core.multiarray\n", b"numpy.core.multiarray\n"))
+    out = run_capped(f"""
+        from explorer import data as D
+        try:
+            D.load_cifar10({str(tmp_path)!r}, allow_download=False)
+        except D.DataError as exc:
+            print("DataError", exc)
+    """)
+    assert out.startswith("DataError data_batch_1 is not a plain CIFAR-10 batch (an array of shape (200000, 3072)"), out
+
+
+@pytest.mark.parametrize("bad", [
+    {b"data": _DeclaredArray((10**12,))},
+    {b"data": _DeclaredArray((-1, 3072))},
+    {b"data": _DeclaredArray((2, 3072, 2, 1, 1, 1, 1, 1, 1))},
+])
+def test_the_unpickler_refuses_arrays_larger_than_a_batch(bad):
+    with pytest.raises(D.RefusedPickle, match="array"):
+        D.restricted_loads(pickle.dumps(bad, protocol=3))
+
+
+def test_the_unpickler_never_calls_ndarray_itself():
+    class NewArray:  # pickle's NEWOBJ: ndarray.__new__(ndarray, shape) would allocate
+        def __reduce__(self):
+            return (np.ndarray, ((200_000, 3072),))
+
+    with pytest.raises(D.RefusedPickle, match="calls numpy.ndarray"):
+        D.restricted_loads(pickle.dumps({b"data": NewArray()}, protocol=3))
+
+
+def test_labels_must_be_whole_numbers_before_numpy_converts_them():
+    images, _ = fixture_arrays(1)
+    row = [0] * 1000
+    nested = [row] * 1000  # shared references: numpy would build a (10, 1000, 1000) array from them
+    for labels in ([nested] * 10, [1.5] * 10, [True] * 10, np.zeros((10, 2), np.int64)):
+        batch = {b"data": images.transpose(0, 3, 1, 2).reshape(10, -1).copy(), b"labels": labels}
+        with pytest.raises(DataError, match="labels are not whole numbers"):
+            D.parse_python_batch(pickle.dumps(batch, protocol=3), "data_batch_1")
+
+
+def test_a_20_gb_batch_file_is_refused_unread(tmp_path):
+    """A sparse 20 GB test_batch (no disk used): refused by its size, under a 2 GB address space."""
+    folder = write_layout(tmp_path, "python")
+    os.truncate(folder / "test_batch", 20 * 2**30)
+    out = run_capped(f"""
+        from explorer import data as D
+        source = D.find_source({str(tmp_path)!r})
+        for read in (D.read_source, D.read_test_batch):
+            try:
+                read(source)
+            except D.DataError as exc:
+                print("DataError", exc)
+    """)
+    assert out.count("test_batch is 21,474,836,480 bytes, more than a CIFAR-10 batch file") == 2, out
+
+
+def test_a_fifo_or_device_is_never_opened(tmp_path):
+    """A FIFO where a batch or the archive should be: refused at once (opening it would wait for a writer)."""
+    folder = write_layout(tmp_path / "a", "binary")
+    (folder / "test_batch.bin").unlink()
+    os.mkfifo(folder / "test_batch.bin")
+    (tmp_path / "c").mkdir()
+    os.mkfifo(tmp_path / "c" / D.BIN_ARCHIVE)
+    (tmp_path / "d" / D.BIN_DIR).mkdir(parents=True)
+    os.symlink("/dev/zero", tmp_path / "d" / D.BIN_DIR / "data_batch_1.bin")
+    out = run_capped(f"""
+        from explorer import data as D
+        for where in ("a", "c", "d"):
+            try:
+                D.load_cifar10({str(tmp_path)!r} + "/" + where, allow_download=False)
+            except D.DataError as exc:
+                print("DataError", exc)
+    """)
+    lines = out.splitlines()
+    assert len(lines) == 3, out
+    assert "test_batch.bin is missing" in lines[0]
+    assert f"{D.BIN_ARCHIVE} is not a regular file" in lines[1]
+    assert "data_batch_1.bin is missing" in lines[2]  # a link to /dev/zero
+
+
+def test_an_archive_of_many_entries_is_not_listed_whole(tmp_path):
+    archive = tmp_path / D.BIN_ARCHIVE
+    with tarfile.open(archive, "w:gz") as tar:
+        for i in range(D.MAX_ARCHIVE_MEMBERS + 1):
+            tar.addfile(tarfile.TarInfo(f"junk/{i}"), io.BytesIO(b""))
+    with pytest.raises(DataError, match=f"more than {D.MAX_ARCHIVE_MEMBERS} entries"):
         D.load_cifar10(tmp_path, allow_download=False)
 
 

@@ -61,3 +61,26 @@ def test_a_clearly_bad_link_warns():
     assert not at.exception
     shown = " ".join(w.value for w in at.warning)
     assert "depth" in shown and "shortcut" in shown and "bogus" in shown
+
+
+def test_thousands_of_junk_names_draw_one_warning():
+    """`hide=` with 30,000 junk names, or 999 unknown parameters: one warning each (it was one per name, every run)."""
+    from explorer.ui import classroom
+    from explorer.ui.urlstate import parse_query
+
+    names = ",".join(f"junk{i}" for i in range(30_000))
+    mode, warnings = classroom.parse({"hide": names + ",depth,junk1,junk1"})
+    assert mode.hidden == {"depth"}
+    assert warnings == ["hide: ignored 30,000 names that are not controls of this page"]
+    assert classroom.parse({"hide": "wings,wings,<b>,<i>"})[1] == [
+        "hide: there is no control called 'wings'", "hide: ignored a control this page does not have"]
+    assert parse_query({f"junk{i}": "1" for i in range(999)}).warnings == ["ignored 999 parameters that no setting has"]
+    assert parse_query({"junk": "1", "<b>": "1", "<i>": "1"}).warnings == [
+        "ignored unknown parameter 'junk'", "ignored a parameter whose name no setting has"]
+
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params["hide"] = names
+    at.run()
+    at.run()  # a rerun draws the notice again: still one
+    assert not at.exception
+    assert len(at.warning) == 1 and "30,000 names" in at.warning[0].value

@@ -152,3 +152,53 @@ def test_diff_fields():
     base = PRESETS["resnet56"].config
     assert diff_fields(base, base) == []
     assert diff_fields(base.replace(depth=110, shortcut="B"), base) == ["depth", "shortcut"]
+
+
+def test_a_depth_the_blocks_per_stage_do_not_show_is_in_the_link():
+    """resnet20 with bottleneck blocks at depth 29 has resnet20's 3 blocks per stage: the link must still say 29."""
+    config = PRESETS["resnet20"].config.replace(block="bottleneck", depth=29)
+    assert config.stage_blocks == PRESETS["resnet20"].config.stage_blocks
+    query = to_query(config, "resnet20")
+    assert query == {"preset": "resnet20", "block": "bottleneck", "depth": "29"}
+    assert parse_query(query) == (config, "resnet20", [])
+    assert diff_fields(config, PRESETS["resnet20"].config) == ["block", "depth"]
+
+
+def _valid_configs():
+    from tests.test_properties import plausible
+
+    def build(data):
+        try:
+            config = ResNetConfig.from_dict(data)
+        except ConfigError:
+            return None
+        return config if config.resolved_depth <= MAX_APP_DEPTH else None
+
+    return st.fixed_dictionaries({}, optional=plausible).map(build).filter(lambda c: c is not None)
+
+
+@given(_valid_configs(), st.sampled_from(list(PRESETS)))
+@settings(max_examples=400, deadline=None)
+def test_any_config_round_trips_through_its_link(config, preset):
+    """config → query parameters → config is the identity, whichever preset the link starts from."""
+    query = to_query(config, preset)
+    assert parse_query(query) == (config, preset, []), query
+
+
+@st.composite
+def _preset_with_a_new_block(draw):
+    """A preset with the other block kind (and maybe stages) and any valid depth: depth and blocks per stage can part."""
+    name = draw(st.sampled_from(list(PRESETS)))
+    base = PRESETS[name].config
+    block = draw(st.sampled_from(["basic", "bottleneck"]))
+    stages = draw(st.sampled_from([base.stages, 2, 3, 4]))
+    depth = draw(st.sampled_from(valid_depths(block, stages, limit=300)))
+    config = base.replace(block=block, stages=stages, depth=depth, blocks=None, widths=None)
+    return config, name
+
+
+@given(_preset_with_a_new_block())
+@settings(max_examples=300, deadline=None)
+def test_a_changed_block_or_depth_round_trips_through_its_link(case):
+    config, name = case
+    assert parse_query(to_query(config, name)) == (config, name, [])

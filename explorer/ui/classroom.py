@@ -14,6 +14,8 @@ CONTROLS = ("version", "block", "stages", "filters", "depth", "blocks", "shortcu
 """Sidebar controls a link can hide (`hide=shortcut,depth` or `hide=all`)."""
 
 _TRUE = {"1", "true", "yes", "on"}
+MAX_NAMED_WARNINGS = 3
+"""Up to this many unknown names each get a warning; more get one warning that counts them."""
 
 PRESENT_CSS = """
 <style>
@@ -60,9 +62,13 @@ class Classroom:
 
 
 def parse(params: Mapping[str, Any]) -> tuple[Classroom, list[str]]:
-    """Read `hide`, `lock` and `present` from query parameters; unknown control names are dropped with a warning."""
-    warnings: list[str] = []
+    """Read `hide`, `lock` and `present` from query parameters; unknown control names are dropped with a warning.
+
+    Each distinct unknown name gets a warning when there are at most `MAX_NAMED_WARNINGS` of
+    them; more (a link with thousands of junk names) get one warning that says how many.
+    """
     hidden: set[str] = set()
+    unknown: dict[str, None] = {}  # distinct, in link order
     raw = str(params.get("hide", "")).strip()
     if raw:
         for name in (part.strip().lower() for part in raw.split(",") if part.strip()):
@@ -71,11 +77,26 @@ def parse(params: Mapping[str, Any]) -> tuple[Classroom, list[str]]:
             elif name in CONTROLS:
                 hidden.add(name)
             else:
-                warnings.append("hide: ignored a control this page does not have"
-                                if not name.isalpha() or len(name) > 20 else f"hide: there is no control called {name!r}")
+                unknown[name] = None
     locked = str(params.get("lock", "")).strip().lower() in _TRUE
     present = str(params.get("present", "")).strip().lower() in _TRUE
-    return Classroom(frozenset(hidden), locked, present), warnings
+    return Classroom(frozenset(hidden), locked, present), _hide_warnings(list(unknown))
+
+
+def _hide_warnings(names: list[str]) -> list[str]:
+    """Warnings for the control names a link hides that the page does not have: one each for a few, one for many.
+
+    A name is echoed only when it cannot carry Markdown (the warnings are rendered as Markdown).
+    """
+    if len(names) > MAX_NAMED_WARNINGS:
+        return [f"hide: ignored {len(names):,} names that are not controls of this page"]
+    out: list[str] = []
+    for name in names:
+        text = ("hide: ignored a control this page does not have" if not name.isalpha() or len(name) > 20
+                else f"hide: there is no control called {name!r}")
+        if text not in out:
+            out.append(text)
+    return out
 
 
 def current(session_state: Mapping[str, Any]) -> Classroom:

@@ -13,7 +13,7 @@ import streamlit as st
 
 from explorer import guards
 from explorer.annotate import AnnotatedGraph
-from explorer.config import ConfigError, ResNetConfig
+from explorer.config import ConfigError, ResNetConfig, load_json
 from explorer.presets import PRESETS
 from explorer.tables import human_bytes
 from explorer.ui import common
@@ -151,15 +151,7 @@ def import_config(data: bytes, name: str = "config.json") -> tuple[ResNetConfig,
     if len(data) > MAX_IMPORT_BYTES:
         raise ConfigError("config", f"{name} is {human_bytes(len(data))}; a config file is a few hundred bytes",
                           "export a config JSON from this tab and import that")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ConfigError("config", f"{name} is not a text file", "import a .json config file") from None
-    try:
-        obj = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError("config", f"{name} is not valid JSON ({exc.msg} at line {exc.lineno})",
-                          "fix the file or export a fresh one") from None
+    obj = load_json(data, name=name)  # not UTF-8, too deep, a number too long, bad syntax: one ConfigError
     if isinstance(obj, dict) and isinstance(obj.get("config"), dict) and "layers" in obj:
         obj = obj["config"]  # the CLI's `summary --json`
     config = ResNetConfig.from_dict(obj)
@@ -189,6 +181,10 @@ def _on_import() -> None:
         config, match = import_config(upload.getvalue(), upload.name)
     except ConfigError as exc:
         ss[IMPORT_RESULT] = ("error", f"**{exc.field}**: {exc.message}  \n→ {exc.hint}")
+        return
+    except Exception:  # noqa: BLE001 - a callback's exception would reach the page as a traceback
+        common.log.exception("error while importing %s", upload.name)
+        ss[IMPORT_RESULT] = ("error", "This file could not be imported.  \n→ Import a config JSON exported from this tab.")
         return
     base = match or closest_preset(config, common.current_preset())
     load_widgets(config, preset=base)

@@ -26,6 +26,9 @@ MAX_APP_DEPTH = 2000
 MAX_PARAM_CHARS = 200
 """Longer query values are dropped unread."""
 
+MAX_NAMED_UNKNOWN = 3
+"""Up to this many parameters no setting has each get a warning; more get one warning that counts them."""
+
 URL_NAMES = {"input_shape": "input"}
 """Query names that differ from the config field name (the CLI's `--input`)."""
 
@@ -286,15 +289,16 @@ def parse_query(params: Mapping[str, Any]) -> ParsedQuery:
             warnings.append(f"the link's preset is not a preset name; starting from {DEFAULT_PRESET}")
     base = PRESETS[preset_name].config
     changes: dict[str, Any] = {}
+    unknown: list[str] = []  # warnings for names no setting has, counted in one when there are many
     for key, text in raw.items():
         if key.lower() in UI_KEYS:
             continue
         if not _SAFE_KEY.fullmatch(key):
-            warnings.append("ignored a parameter whose name no setting has")
+            unknown.append("ignored a parameter whose name no setting has")
             continue
         field = _field_for(key)
         if field is None:
-            warnings.append(f"ignored unknown parameter {key!r}")
+            unknown.append(f"ignored unknown parameter {key!r}")
             continue
         if len(text) > MAX_PARAM_CHARS:
             warnings.append(f"{url_name(field)} ignored: the value is longer than {MAX_PARAM_CHARS} characters")
@@ -307,6 +311,10 @@ def parse_query(params: Mapping[str, Any]) -> ParsedQuery:
             changes[field] = parse_value(field, text, base)
         except ConfigError as exc:
             warnings.append(f"{url_name(field)}={text[:40]} ignored: {exc.message} ({exc.hint})")
+    if len(unknown) > MAX_NAMED_UNKNOWN:
+        warnings.append(f"ignored {len(unknown):,} parameters that no setting has")
+    else:
+        warnings.extend(dict.fromkeys(unknown))  # each distinct warning once
     try:
         config, more = merge(base, changes, snap=True)
     except ConfigError as exc:  # pragma: no cover - merge drops every change before giving up
@@ -320,8 +328,14 @@ def parse_query(params: Mapping[str, Any]) -> ParsedQuery:
 
 
 def diff_fields(config: ResNetConfig, base: ResNetConfig) -> list[str]:
-    """Fields whose value differs between two configs, in field order (depth/blocks compared as the blocks they give)."""
-    depth_changed = config.stage_blocks != base.stage_blocks or (config.blocks is None) != (base.blocks is None)
+    """Fields whose value differs between two configs, in field order.
+
+    Depth and blocks are compared as what they give: the resolved depth and the blocks per stage
+    (the same blocks per stage can be two depths: 3 per stage is depth 20 with basic blocks and 29
+    with bottlenecks), so a link carries a depth whenever the network's depth differs from its preset's.
+    """
+    depth_changed = (config.stage_blocks != base.stage_blocks or config.resolved_depth != base.resolved_depth
+                     or (config.blocks is None) != (base.blocks is None))
     out = []
     for f in dataclasses.fields(ResNetConfig):
         if f.name == "depth":
