@@ -187,12 +187,14 @@ class _Walker:
         self.entries = 0
         self.deadline = time.monotonic() + max_seconds
 
-    def _count(self, where: Path) -> None:
-        self.entries += 1
-        if self.entries > self.max_entries:
-            raise DataError(f"{where} holds more than {self.max_entries:,} files and folders (listing stopped there, "
-                            f"before any was opened): give a folder with only the images to train on ({LAYOUT}).")
-        if self.entries % 512 == 0 and time.monotonic() > self.deadline:
+    def _count(self, where: Path, *, folder: bool = False) -> None:
+        if not folder:
+            self.entries += 1
+            if self.entries > self.max_entries:
+                raise DataError(f"{where} holds more than {self.max_entries:,} files and folders (listing stopped "
+                                f"there, before any was opened): give a folder with only the images to train on "
+                                f"({LAYOUT}).")
+        if (folder or self.entries % 512 == 0) and time.monotonic() >= self.deadline:
             raise DataError(f"listing {where} took more than {self.max_seconds:g} s ({self.entries:,} files and folders "
                             f"so far, none opened): give a smaller folder with only the images to train on.")
 
@@ -222,6 +224,7 @@ class _Walker:
             stack = [top]
             while stack:
                 folder = stack.pop()
+                self._count(root, folder=True)
                 try:
                     entries = sorted((e for e in os.scandir(folder) if not _hidden(e.name)), key=lambda e: e.name)
                 except OSError:
@@ -619,8 +622,8 @@ def load_image_zip(data: bytes, *, name: str = "archive.zip", val_split: float =
     odd = [info.filename[:80] for _, info in members if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)]
     if odd:
         raise DataError(f"{name} uses a compression other than deflate ({odd[0]!r}): zip it with the usual settings.")
-    if members and all(len(p) >= 3 for p, _ in members) and len({p[0] for p, _ in members}) == 1:
-        members = [(parts[1:], info) for parts, info in members]  # one top folder wrapping the class folders
+    if len({p[0] for p, _ in members}) == 1 and any(len(p) >= 3 for p, _ in members):
+        members = [(parts[1:], info) for parts, info in members if len(parts) >= 2]  # one top folder around them
     classes = sorted({parts[0] for parts, _ in members if len(parts) >= 2})
     _need_classes(name, classes, sum(1 for parts, _ in members if len(parts) == 1))
     index = {c: i for i, c in enumerate(classes)}
