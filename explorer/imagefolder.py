@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from explorer.data import DataError, InMemoryImages
+from explorer.serverpaths import system_dir
 
 MAX_IMAGES = 200_000
 MAX_BYTES = 2 * 1024**3  # decoded, resized uint8 pixels held in memory
@@ -44,7 +45,7 @@ MAX_ZIP_MEMBERS = 20_000  # an uploaded archive's members (files and folders)
 MAX_ZIP_UNPACKED = 256 * 1024**2  # what an uploaded archive's members declare, in all
 MAX_ZIP_FILE_BYTES = 10 * 1024**2  # one image in an archive (as explorer.inference.MAX_IMAGE_BYTES)
 MAX_ZIP_FILE_PIXELS = 40_000_000  # one image in an archive (as explorer.inference.MAX_IMAGE_PIXELS)
-MAX_ZIP_PIXEL_BYTES = 512 * 1024**2  # an archive's resized pixels (it lives in one session's memory)
+MAX_ZIP_PIXEL_BYTES = 256 * 1024**2  # an archive's resized pixels (it lives in one session's memory)
 DEFAULT_VAL_SPLIT = 0.2
 LAYOUT = "one subfolder per class, e.g. DIR/cat/001.jpg and DIR/dog/001.png"
 
@@ -179,7 +180,8 @@ class _Walker:
 
     Symbolic links to files are followed (to a regular file inside `allowed`, when given); links to
     folders are not walked into, as `os.walk` does by default. FIFOs, sockets and devices are
-    skipped unopened (opening a FIFO blocks, opening some devices acts).
+    skipped unopened (opening a FIFO blocks, opening some devices acts), and so is anything in
+    `/proc`, `/sys` or `/dev`.
     """
 
     def __init__(self, *, allowed: Callable[[str], bool] | None, max_entries: int, max_seconds: float) -> None:
@@ -207,6 +209,8 @@ class _Walker:
             return "broken link"
         if self.allowed is not None and not self.allowed(real):
             return "link outside the shared folders"
+        if system_dir(real):
+            return "link into a system folder"
         if stat.S_ISDIR(info.st_mode):
             return "link to a folder"
         if not stat.S_ISREG(info.st_mode):
@@ -218,8 +222,12 @@ class _Walker:
         out = _Listing()
         for label, name in enumerate(classes):
             top = root / name
-            if self.allowed is not None and not self.allowed(os.path.realpath(top)):
+            real = os.path.realpath(top)
+            if self.allowed is not None and not self.allowed(real):
                 out.skipped.append(f"{name}/ (link outside the shared folders)")
+                continue
+            if system_dir(real):
+                out.skipped.append(f"{name}/ (a system folder)")
                 continue
             stack = [top]
             while stack:
@@ -287,6 +295,12 @@ def folder_signature(*roots: str | os.PathLike | None) -> tuple:
 
 
 # --------------------------------------------------------------------------- decoding
+def _looks_like_image(head: bytes) -> bool:
+    """Whether the first bytes are those of a format `explorer.inference.open_image` reads (PNG, JPEG, GIF, BMP, WebP)."""
+    return (head.startswith((b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM"))
+            or (head[:4] == b"RIFF" and head[8:12] == b"WEBP"))
+
+
 def _read_file(path: Path, allowed: Callable[[str], bool] | None) -> bytes | str:
     """A regular file's bytes, or why not: opened non-blocking and checked again (it may have changed since the walk)."""
     try:
@@ -302,7 +316,10 @@ def _read_file(path: Path, allowed: Callable[[str], bool] | None) -> bytes | str
         if info.st_size > MAX_FILE_BYTES:
             return "too large"
         try:
-            return fh.read(MAX_FILE_BYTES + 1)
+            head = fh.read(16)
+            if head and not _looks_like_image(head):
+                return "not an image"  # the rest is not read (a folder of other files fails fast)
+            return head + fh.read(MAX_FILE_BYTES + 1 - len(head))
         except OSError as exc:
             return (exc.strerror or str(exc))[:80]
 
@@ -323,6 +340,8 @@ def _decode(data: bytes, size_hw: tuple[int, int], *, max_bytes: int = MAX_FILE_
         return None, "empty"
     if len(data) > max_bytes:
         return None, "too large"
+    if not _looks_like_image(data[:16]):
+        return None, "not an image"
     try:
         with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as peek:  # the header only: the original size
             original = (peek.height, peek.width)

@@ -70,8 +70,10 @@ def _inside(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
-def _system(path: str) -> str | None:
-    return next((d for d in SYSTEM_DIRS if _inside(path, d)), None)
+def system_dir(path: str | os.PathLike) -> str | None:
+    """The system folder (`/proc`, `/sys`, `/dev`) a resolved path lies in, or None."""
+    text = os.fspath(path)
+    return next((d for d in SYSTEM_DIRS if _inside(text, d)), None)
 
 
 @dataclass(frozen=True)
@@ -101,14 +103,14 @@ class PathPolicy:
     def allows(self, real: str | os.PathLike) -> bool:
         """Whether an already resolved path may be read (inside a root, never a system folder)."""
         text = os.fspath(real)
-        if _system(text):
+        if system_dir(text):
             return False
         return not self.restricted or any(_inside(text, root) for root in self.roots or ())
 
     def refusal(self, text: str, *, what: str, hint: str = "") -> str:
         """The one message for a path that is missing or not allowed (it depends only on what was typed)."""
         if self.restricted and not self.shared:
-            return (f"this server is shared, so it does not open a {what} typed into the page. {hint}".rstrip()
+            return (f"this server is shared, so it opens no {what} typed into the page. {hint}".rstrip()
                     + f" (The teacher can share server folders by setting {ROOTS_ENV}.)")
         shown = ", ".join(self.roots or ())
         return (f"{what} {text!r} was not found in the folders this server shares ({shown}): type a path inside "
@@ -137,7 +139,7 @@ class PathPolicy:
             real = os.path.realpath(path)
         except (ValueError, OSError, RuntimeError):  # NUL bytes, a loop of links, ...
             raise DataError(self.refusal(raw, what=what, hint=hint)) from None
-        system = _system(real)
+        system = system_dir(real)
         if system:
             raise DataError(f"{what} {raw!r} is in {system}, a system folder that holds no data to train on.")
         if not self.restricted:
@@ -182,7 +184,7 @@ def _resolve_roots(roots: Sequence[str]) -> tuple[str, ...]:
             real = os.path.realpath(os.path.expanduser(root))
         except (ValueError, OSError, RuntimeError):
             continue
-        if real not in out and not _system(real):
+        if real not in out and not system_dir(real):
             out.append(real)
     return tuple(out)
 
