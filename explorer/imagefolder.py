@@ -8,7 +8,10 @@ Pillow (grayscale and palette become RGB, transparency goes on white, EXIF rotat
 centre-cropped to the aspect ratio of the network's input and resized to its H×W, exactly as
 `explorer.inference` prepares a photo for a prediction, so mixed sizes are fine; files that cannot be decoded (corrupt images, notes, anything not an image) are
 skipped and counted, not fatal. Hidden files and folders (`.DS_Store`, `.ipynb_checkpoints`) and
-files directly in the root are ignored, as Keras ignores them.
+files directly in the root are ignored, as Keras ignores them. Folders are listed before any file is
+opened: only regular files are read (FIFOs, sockets and devices are skipped unopened), and a listing
+stops at a count and a time cap. The same classes can come from a `.zip` of class folders, decoded
+in memory (`load_image_zip`) with the same decoder, split and statistics.
 
 Numpy and Pillow only; no TensorFlow.
 """
