@@ -15,3 +15,6 @@ if str(ROOT) not in sys.path:
 # first imports TensorFlow (~6 s here). The app's tests train in a thread to stay quick;
 # tests/test_training_process.py covers the process worker, the app's Train tab included.
 os.environ.setdefault("EXPLORER_TRAIN_WORKER", "thread")
+# The app's tests are the owner's machine (as .streamlit/config.toml's address = "localhost" makes a laptop's
+# `streamlit run`), wherever pytest starts; tests/test_serverpaths.py sets EXPLORER_SHARED=1 for a shared server.
+os.environ.setdefault("EXPLORER_SHARED", "0")

@@ -191,7 +191,7 @@ def _start_lesson() -> None:
     """Run button callback (before the rerun, so the page redraws with Stop and locked sliders)."""
     from explorer import degradation
     from explorer.data import ENV_VAR, DataError
-    from explorer.ui.train import DATA_DIR, shared_cifar10
+    from explorer.ui.train import DATA_DIR, cifar_dir, shared_cifar10
 
     ss = st.session_state
     lesson = ss.get(LESSON)
@@ -202,7 +202,7 @@ def _start_lesson() -> None:
         ss[LESSON_ERROR] = busy[0].upper() + busy[1:] + "."
         return
     try:
-        data = shared_cifar10(str(ss.get(DATA_DIR, "")).strip(), os.environ.get(ENV_VAR, ""))
+        data = shared_cifar10(cifar_dir(str(ss.get(DATA_DIR, ""))), os.environ.get(ENV_VAR, ""))  # the Train tab's folder, if allowed
         ss[LESSON] = degradation.DegradationLesson(data, seconds=ss.get(LESSON_SECONDS, 30),
                                                    subset=min(ss.get(LESSON_SUBSET, 10_000), 50_000),
                                                    networks=degradation.NETWORKS,

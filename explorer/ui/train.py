@@ -3,22 +3,35 @@
 The job (`explorer.training.TrainJob`; it trains in a spawned process unless EXPLORER_TRAIN_WORKER=thread)
 is kept in `st.session_state`; the page polls it from a fragment that reruns every second while it is
 active. Nothing here is run by the worker: threads never call `st.*` or touch the session state.
+
+Every server path typed into the tab (CIFAR-10 folder, image folders, weights file) goes through
+`explorer.serverpaths` first; an uploaded `.zip` of class folders is decoded in memory and kept in
+this session's state only.
 """
 
 from __future__ import annotations
 
 import os
+import threading
+import time
 from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import streamlit as st
 
-from explorer import charts, guards
+from explorer import charts, guards, serverpaths
 from explorer.annotate import AnnotatedGraph, build
 from explorer.config import ConfigError, ResNetConfig
 from explorer.data import ENV_VAR, HOW_TO_GET, Cifar10, DataError, find_source, load_cifar10
-from explorer.imagefolder import DEFAULT_VAL_SPLIT, LAYOUT, ImageFolders, folder_signature, load_image_folders
+from explorer.imagefolder import (
+    DEFAULT_VAL_SPLIT,
+    LAYOUT,
+    ImageFolders,
+    folder_signature,
+    load_image_folders,
+    load_image_zip,
+)
 from explorer.pretrained import WeightsError, base_preset, find_weights, where_to_put
 from explorer.training import (
     RECIPES,
@@ -47,7 +60,10 @@ RECIPE, BUDGET_KIND, SECONDS, EPOCHS = "train_recipe", "train_budget_kind", "tra
 SUBSET, BATCH, FLIP, CROP, DATA_DIR, ADAPT = "train_subset", "train_batch", "train_flip", "train_crop", "train_data_dir", "train_adapt"
 SOURCE, FOLDER_ROOT, FOLDER_VAL = "train_source", "train_folder_root", "train_folder_val"
 FOLDER_SPLIT, FOLDER_ADAPT = "train_folder_split", "train_folder_adapt"
-CIFAR, FOLDERS = "CIFAR-10", "Image folders"  # the data sources
+UPLOAD_FILE, UPLOADED = "train_upload_zip", "_train_uploaded"  # the uploader; (key, data or error) of its archive
+CIFAR, FOLDERS, UPLOAD = "CIFAR-10", "Image folders", "Upload a .zip"  # the data sources
+ZIP_UPLOAD_MB = 16  # at most server.maxUploadSize of .streamlit/config.toml
+FAILED_TTL_S = 60.0  # a folder that failed to load is not read again for this long (unless it changed)
 CB_EARLY, CB_PLATEAU, CB_BEST = "train_cb_early_stopping", "train_cb_plateau", "train_cb_best"  # paper recipe only
 WEIGHTS_ON, WEIGHTS_FILE = "train_weights_on", "train_weights_file"  # resnet50v2/101v2/152v2 bodies only
 SUBSETS = ("1,000", "2,500", "5,000", "10,000", "25,000", "all")
@@ -71,27 +87,104 @@ def shared_cifar10(data_dir: str, env_dir: str) -> Cifar10:
 
 @st.cache_resource(max_entries=2, show_spinner="Reading the image folders …")
 def shared_folders(root: str, val_dir: str, val_split: float | None, size: tuple[int, int],
-                   signature: tuple) -> ImageFolders:
+                   signature: tuple, roots: tuple[str, ...] | None = None) -> ImageFolders:
     """Image folders resized to `size` (H, W), read once per process and shared read-only.
 
     `signature` (the folders' mtimes) is only part of the cache key, so added or removed files are
-    seen. Failures are not cached.
+    seen. `roots`: the shared folders linked files must stay in (None: anywhere). Failures are not
+    cached here (see `load_folders`).
     """
     del signature
-    return load_image_folders(root, val_dir=val_dir or None, val_split=val_split, image_size=size)
+    allowed = None if roots is None else serverpaths.PathPolicy(roots=roots).allows
+    return load_image_folders(root, val_dir=val_dir or None, val_split=val_split, image_size=size, allowed=allowed)
+
+
+_failed: dict[tuple, tuple[float, str]] = {}  # folder arguments -> (until when, the message); every session
+_failed_lock = threading.Lock()
+
+
+def load_folders(args: tuple) -> ImageFolders:
+    """`shared_folders(*args)`, remembering a failure for FAILED_TTL_S so reruns do not read the folders again.
+
+    A changed folder (a file added or removed in a class folder) has another signature, so it is read again.
+
+    Raises:
+        DataError: The folders cannot be used (the same message as the first time, while remembered).
+    """
+    now = time.monotonic()
+    with _failed_lock:
+        for key in [k for k, (until, _) in _failed.items() if until < now]:
+            del _failed[key]
+        known = _failed.get(args)
+    if known is not None:
+        raise DataError(known[1])
+    try:
+        return shared_folders(*args)
+    except DataError as exc:
+        with _failed_lock:
+            if len(_failed) >= 64:
+                _failed.pop(next(iter(_failed)))
+            _failed[args] = (now + FAILED_TTL_S, str(exc))
+        raise
+
+
+def path_policy() -> serverpaths.PathPolicy:
+    """Which server paths this page may name (`explorer.serverpaths`, from `server.address` and the environment)."""
+    return serverpaths.policy(served=serverpaths.is_served(st.get_option("server.address")))
 
 
 def _folder_args(config: ResNetConfig) -> tuple:
-    """The arguments of `shared_folders` that the folder widgets and the network's input size give."""
+    """The arguments of `shared_folders` that the folder widgets and the network's input size give.
+
+    Raises:
+        DataError: A folder typed in is not one this page may read.
+    """
     state = st.session_state
     root, val_dir = str(state.get(FOLDER_ROOT, "")).strip(), str(state.get(FOLDER_VAL, "")).strip()
+    rules = path_policy()
+    hint = f"Or choose **{UPLOAD}** and upload your class folders."
+    if root:
+        root = str(rules.check(root, what="image folder", hint=hint))
+    if val_dir:
+        val_dir = str(rules.check(val_dir, what="validation folder", hint=hint))
     split = None if val_dir else float(state.get(FOLDER_SPLIT, DEFAULT_VAL_SPLIT))
     size = (int(config.input_shape[0]), int(config.input_shape[1]))
-    return root, val_dir, split, size, folder_signature(root, val_dir or None)
+    return root, val_dir, split, size, folder_signature(root, val_dir or None), rules.roots
 
 
 def _folders_chosen() -> bool:
-    return st.session_state.get(SOURCE, CIFAR) == FOLDERS
+    """Whether the data are the user's own images (server folders or an uploaded archive), not CIFAR-10."""
+    return st.session_state.get(SOURCE, CIFAR) in (FOLDERS, UPLOAD)
+
+
+def _upload_key(config: ResNetConfig, file: Any) -> tuple:
+    split = float(st.session_state.get(FOLDER_SPLIT, DEFAULT_VAL_SPLIT))
+    return file.file_id, split, (int(config.input_shape[0]), int(config.input_shape[1]))
+
+
+def _uploaded(config: ResNetConfig) -> ImageFolders:
+    """The uploaded archive's images for this network's input size (decoded once, kept in this session only).
+
+    Raises:
+        DataError: No archive uploaded, or it cannot be used (the message says why).
+    """
+    file = st.session_state.get(UPLOAD_FILE)
+    if file is None:
+        st.session_state.pop(UPLOADED, None)
+        raise DataError(f"no archive uploaded: upload a .zip of class folders ({LAYOUT}).")
+    key = _upload_key(config, file)
+    kept = st.session_state.get(UPLOADED)
+    if kept is None or kept[0] != key:
+        st.session_state.pop(UPLOADED, None)  # the previous archive's images go before the next are decoded
+        try:
+            with st.spinner(f"Reading {file.name} …"):
+                kept = (key, load_image_zip(file.getvalue(), name=file.name, val_split=key[1], image_size=key[2]))
+        except DataError as exc:
+            kept = (key, str(exc))
+        st.session_state[UPLOADED] = kept
+    if isinstance(kept[1], str):
+        raise DataError(kept[1])
+    return kept[1]
 
 
 def _folder_section(config: ResNetConfig) -> ResNetConfig | None:
@@ -101,22 +194,59 @@ def _folder_section(config: ResNetConfig) -> ResNetConfig | None:
         The network to train (adapted when asked), or None when there is nothing to train on yet.
     """
     st.session_state.setdefault(FOLDER_SPLIT, DEFAULT_VAL_SPLIT)
+    rules = path_policy()
+    if not rules.folders_offered:
+        message = rules.refusal("", what="folder", hint=f"Choose **{UPLOAD}** and upload your class folders as one .zip.")
+        st.info(message[0].upper() + message[1:], icon=":material/folder_off:")
+        return None
     c1, c2, c3 = st.columns([2, 2, 1])
+    shared = f" This server shares: {', '.join(rules.roots or ())}." if rules.restricted else ""
     c1.text_input("Image folder", key=FOLDER_ROOT, placeholder="/path/to/images",
-                  help=f"{LAYOUT}. The folder names are the class names; every image is resized to the network's input.")
+                  help=f"{LAYOUT}. The folder names are the class names; every image is resized to the network's "
+                       f"input.{shared}")
     val_dir = c2.text_input("Validation folder (optional)", key=FOLDER_VAL, placeholder="(empty: hold out a fraction)",
                             help="The same class subfolders with other images; else a fraction of each class is held out.")
     c3.slider("Validation fraction", 0.05, 0.5, step=0.05, key=FOLDER_SPLIT, disabled=bool(val_dir.strip()),
               help="Held out of each class folder when there is no validation folder.")
-    args = _folder_args(config)
-    if not args[0]:
-        st.info(f"Type the folder that holds your images: {LAYOUT} (JPEG, PNG, BMP or GIF).", icon=":material/folder_open:")
+    if not str(st.session_state.get(FOLDER_ROOT, "")).strip():
+        st.info(f"Type the folder that holds your images: {LAYOUT} (JPEG, PNG, BMP or GIF).{shared}",
+                icon=":material/folder_open:")
         return None
     try:
-        data = shared_folders(*args)
+        data = load_folders(_folder_args(config))
     except DataError as exc:
-        st.error(str(exc), icon=":material/folder_off:")
+        st.error(str(exc)[0].upper() + str(exc)[1:], icon=":material/folder_off:")
         return None
+    return _data_summary(config, data)
+
+
+def _upload_section(config: ResNetConfig) -> ResNetConfig | None:
+    """The .zip uploader, what was found in the archive and the adapt toggle.
+
+    Returns:
+        The network to train (adapted when asked), or None when there is nothing to train on yet.
+    """
+    st.session_state.setdefault(FOLDER_SPLIT, DEFAULT_VAL_SPLIT)
+    c1, c2 = st.columns([4, 1])
+    c1.file_uploader(f"A .zip of class folders (at most {ZIP_UPLOAD_MB} MB)", type=["zip"], key=UPLOAD_FILE,
+                     max_upload_size=ZIP_UPLOAD_MB,
+                     help=f"{LAYOUT}, zipped (one top folder around them is fine). The images stay in this browser "
+                          "session's memory only and are gone when it ends.")
+    c2.slider("Validation fraction", 0.05, 0.5, step=0.05, key=FOLDER_SPLIT, help="Held out of each class folder.")
+    if st.session_state.get(UPLOAD_FILE) is None:
+        st.session_state.pop(UPLOADED, None)
+        st.info(f"Upload your images as one .zip: {LAYOUT} (JPEG, PNG, BMP, GIF or WebP).", icon=":material/upload_file:")
+        return None
+    try:
+        data = _uploaded(config)
+    except DataError as exc:
+        st.error(str(exc)[0].upper() + str(exc)[1:], icon=":material/folder_off:")
+        return None
+    return _data_summary(config, data)
+
+
+def _data_summary(config: ResNetConfig, data: ImageFolders) -> ResNetConfig | None:
+    """Classes, counts and skipped files of the user's images, and the toggle that adapts the network to them."""
     st.caption(f"**{data.num_classes} classes** (training + validation images): {data.classes_text()} — "
                f"{data.n_train:,} + {data.n_test:,} images, {data.sizes_text()}.")
     if data.skipped:
@@ -138,13 +268,24 @@ def _folder_section(config: ResNetConfig) -> ResNetConfig | None:
 def _source_line(data_dir: str) -> tuple[str, bool]:
     """What the Train button will read, in words, and whether that is a problem."""
     try:
-        source = find_source(data_dir or None)
+        source = find_source(cifar_dir(data_dir) or None)
     except DataError as exc:
         return str(exc), True
     if source is None:
         return ("No CIFAR-10 on this server yet: **Train** will download it through Keras (170 MB). "
                 f"Offline? {HOW_TO_GET}"), False
     return f"Data: {source.describe()}", False
+
+
+def cifar_dir(data_dir: str) -> str:
+    """The CIFAR-10 folder typed in, if this page may read it ("" when none is typed).
+
+    Raises:
+        DataError: A folder this page may not name (see `explorer.serverpaths`).
+    """
+    if not data_dir.strip():
+        return ""
+    return str(path_policy().check(data_dir, what="CIFAR-10 folder", hint=f"Leave it empty to use the server's ({ENV_VAR})."))
 
 
 # ----------------------------------------------------------------------------------------- state helpers
@@ -270,11 +411,20 @@ def _callback_settings(state: Any) -> dict:
 
 
 def _weights_choice(config: ResNetConfig) -> str | None:
-    """The settings' `weights`: None (random), "imagenet" (the Keras cache or a download) or the file typed in."""
+    """The settings' `weights`: None (random), "imagenet" (the Keras cache or a download) or the file typed in.
+
+    Raises:
+        DataError: A file this page may not name (see `explorer.serverpaths`).
+    """
     state = st.session_state
     if base_preset(config) is None or not state.get(WEIGHTS_ON):
         return None
-    return str(state.get(WEIGHTS_FILE, "")).strip() or "imagenet"
+    typed = str(state.get(WEIGHTS_FILE, "")).strip()
+    return str(_weights_path(typed)) if typed else "imagenet"
+
+
+def _weights_path(typed: str) -> Any:
+    return path_policy().check(typed, what="weights file", hint="Leave it empty to use the server's Keras cache.")
 
 
 def _weights_section(config: ResNetConfig) -> None:
@@ -300,7 +450,12 @@ def _weights_section(config: ResNetConfig) -> None:
         st.caption("Nothing frozen: every layer trains from the ImageNet start (set *Freeze (fine-tuning)* in the "
                    "sidebar to train only the head).")
     try:
-        path = find_weights(preset, weights=typed or None, include_top=config.classes == 1000, either=True)
+        checked = str(_weights_path(typed)) if typed else None
+    except DataError as exc:
+        st.warning(str(exc)[0].upper() + str(exc)[1:], icon=":material/file_present:")
+        return
+    try:
+        path = find_weights(preset, weights=checked, include_top=config.classes == 1000, either=True)
     except WeightsError as exc:
         st.warning(f"**{exc.message[0].upper() + exc.message[1:]}.** {exc.hint[0].upper() + exc.hint[1:]}.",
                    icon=":material/file_present:")
@@ -322,17 +477,25 @@ def _start(config: ResNetConfig) -> None:
     if busy:  # e.g. the degradation lesson runs in this session (a running Train-tab job disables the button)
         st.session_state[START_ERROR] = busy[0].upper() + busy[1:] + "."
         return
+    source = st.session_state.get(SOURCE, CIFAR)
     try:
         settings = replace(_settings_from_state(), weights=_weights_choice(config))
-        if _folders_chosen():
-            data = shared_folders(*_folder_args(config))
+    except DataError as exc:
+        st.session_state[START_ERROR] = f"**The weights file cannot be used.** {exc}"
+        return
+    try:
+        if source == FOLDERS:
+            data = load_folders(_folder_args(config))
+        elif source == UPLOAD:
+            data = _uploaded(config)
         else:
-            data_dir = str(st.session_state.get(DATA_DIR, "")).strip()
+            data_dir = cifar_dir(str(st.session_state.get(DATA_DIR, "")))
             data = shared_cifar10(data_dir, os.environ.get(ENV_VAR, ""))
         job = start_job(_job(), config, data, settings, name=_run_name(config, settings),
                         max_seconds=guards.max_train_seconds(), worker=guards.train_worker())
     except DataError as exc:
-        what = "The image folders cannot be used" if _folders_chosen() else "CIFAR-10 is not available"
+        what = {FOLDERS: "The image folders cannot be used", UPLOAD: "The uploaded archive cannot be used"}.get(
+            source, "CIFAR-10 is not available")
         st.session_state[START_ERROR] = f"**{what}.** {exc}"
         return
     except JobBusy as exc:
@@ -489,17 +652,19 @@ def render_train_tab(config: ResNetConfig, ag: AnnotatedGraph) -> None:
         config: The network the sidebar describes.
         ag: Its annotated graph (a graph with errors cannot be trained).
     """
-    st.subheader("Train on your image folders" if _folders_chosen() else "Train on CIFAR-10")
+    st.subheader({FOLDERS: "Train on your image folders", UPLOAD: "Train on your uploaded images"}.get(
+        st.session_state.get(SOURCE, CIFAR), "Train on CIFAR-10"))
     if ag.errors:
         listed = "; ".join(f"**{d.node}**: {d.message}" for d in ag.errors[:3])
         st.error(f"This network does not fit together, so it cannot be trained: {listed}. See the **Debug** tab.",
                  icon=":material/block:")
         return
-    source = st.radio("Data", (CIFAR, FOLDERS), key=SOURCE, horizontal=True,
-                      help="CIFAR-10, or your own images in one folder per class (the folder names are the classes).")
-    mismatch = None if source == FOLDERS else cifar_mismatch(config)
-    if source == FOLDERS:
-        adapted_config = _folder_section(config)
+    source = st.radio("Data", (CIFAR, FOLDERS, UPLOAD), key=SOURCE, horizontal=True,
+                      help="CIFAR-10, or your own images in one folder per class (the folder names are the classes): "
+                           "folders on the server, or a .zip of them uploaded from your computer.")
+    mismatch = None if source != CIFAR else cifar_mismatch(config)
+    if source != CIFAR:
+        adapted_config = _folder_section(config) if source == FOLDERS else _upload_section(config)
         if adapted_config is None:
             return
         config = adapted_config
