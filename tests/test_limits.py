@@ -156,3 +156,18 @@ def test_a_session_cannot_train_beside_its_own_lesson(fixture_dir, monkeypatch):
         assert lesson.join(30)
     finally:
         training.SLOTS.release()
+
+
+def test_the_lesson_reads_only_a_cifar_folder_the_page_may_name(tmp_path, monkeypatch):
+    other = tmp_path / "another-users-cifar"
+    write_layout(other, "binary", n_per_class=20)
+    monkeypatch.setenv("EXPLORER_SHARED", "1")  # served to a class, no shared folders
+    monkeypatch.delenv("EXPLORER_DATA_ROOTS", raising=False)
+    monkeypatch.delenv("CIFAR10_DIR", raising=False)
+    at = AppTest.from_string(PAGE.format(root=str(ROOT)), default_timeout=120).run()
+    at.session_state["train_data_dir"] = str(other)
+    at.run()
+    next(b for b in at.button if b.label == "Run the degradation lesson").click().run()
+    assert not at.exception
+    assert LESSON not in at.session_state
+    assert any("CIFAR-10 is not available" in e.value for e in at.error)
