@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,6 +62,33 @@ class ConfigError(ValueError):
         self.message = message
         self.hint = hint
         super().__init__(f"{field}: {message}" + (f" — {hint}" if hint else ""))
+
+
+MAX_JSON_DEPTH = 100
+"""JSON read from files or uploads may nest at most this deep (a Keras `config.json` nests about 12 levels)."""
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+
+
+def load_json(text: str | bytes, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """`json.loads`, refusing a document nested deeper than `max_depth` before it is parsed.
+
+    Python's parser recurses once per level: a few kilobytes of `[[[[…` raise RecursionError (or,
+    with a raised recursion limit, overflow the C stack), so the depth is counted first.
+
+    Raises:
+        json.JSONDecodeError: Not valid JSON, or nested deeper than `max_depth` (a ValueError).
+    """
+    if isinstance(text, (bytes, bytearray)):
+        text = bytes(text).decode("utf-8")  # (a UnicodeDecodeError is a ValueError too)
+    brackets = _NOT_BRACKET.sub("", _JSON_STRING.sub("", text))
+    depth = max(itertools.accumulate(1 if c in "[{" else -1 for c in brackets), default=0)
+    if depth > max_depth:
+        raise json.JSONDecodeError(f"nested {depth} levels deep (at most {max_depth} are read)", text, 0)
+    try:
+        return json.loads(text)
+    except RecursionError:  # pragma: no cover - the depth check comes first
+        raise json.JSONDecodeError(f"nested too deeply (at most {max_depth} levels are read)", text, 0) from None
 
 
 def convs_per_block(block: str) -> int:
@@ -354,7 +383,7 @@ class ResNetConfig:
     def from_json(cls, text: str) -> ResNetConfig:
         """Parse JSON text (e.g. a config file) into a config."""
         try:
-            data = json.loads(text)
+            data = load_json(text)
         except json.JSONDecodeError as exc:
             raise ConfigError("config", f"not valid JSON ({exc.msg} at line {exc.lineno})", "fix the file or export a fresh one") from exc
         return cls.from_dict(data)
