@@ -30,10 +30,12 @@ import multiprocessing
 import os
 import secrets
 import shutil
+import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+import types
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -330,17 +332,22 @@ def run_killable(seconds: float, fn: Callable[..., T], *args: Any, **kwargs: Any
     if not _BUSY.acquire(blocking=False):
         raise TooSlow(BUSY_MESSAGE)
     ctx = multiprocessing.get_context("spawn")
-    receiver, sender = ctx.Pipe(duplex=False)
-    process = ctx.Process(target=_child_main, args=(sender, os.getpid(), train_nice(), fn, args, kwargs),
-                          name="explorer-slow", daemon=True)
+    conn, child_conn = ctx.Pipe()
+    process = ctx.Process(target=_child_main, args=(child_conn, os.getpid(), train_nice()), name="explorer-slow",
+                          daemon=True)
     try:
-        process.start()
-        sender.close()
-        if not receiver.poll(seconds):
+        with _plain_main():
+            process.start()
+        child_conn.close()
+        try:  # (the task goes through the pipe, not the start: a child that dies early cannot block this thread)
+            conn.send((fn, args, kwargs))
+        except OSError:
+            pass  # it died before reading: reported below
+        if not conn.poll(seconds):
             raise TooSlow(f"it took longer than {seconds:g} s (the limit per page update, {RERUN_SECONDS_ENV}) "
                           "and was stopped")
         try:
-            kind, value = receiver.recv()
+            kind, value = conn.recv()
         except (EOFError, OSError):
             process.join(5)
             raise ComputationFailed(_ended(process.exitcode)) from None
@@ -349,13 +356,35 @@ def run_killable(seconds: float, fn: Callable[..., T], *args: Any, **kwargs: Any
             if process.is_alive():
                 process.kill()
             process.join(5)
-        receiver.close()
+        conn.close()
         _BUSY.release()
     if kind == "ok":
         return value
     if kind == "config":
         raise ConfigError(*value)
     raise ComputationFailed(value)
+
+
+_MAIN_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _plain_main() -> Iterator[None]:
+    """Hide `__main__` while a child is spawned, so that the child does not run it again.
+
+    Under Streamlit, `__main__` is the app script itself (Streamlit installs it there for every
+    page run): a spawned child would execute the whole page before its task. The child needs no
+    main module; the real one is put back unless a page run has installed a newer one meanwhile.
+    """
+    with _MAIN_LOCK:
+        main = sys.modules.get("__main__")
+        blank = types.ModuleType("__main__")
+        sys.modules["__main__"] = blank
+        try:
+            yield
+        finally:
+            if sys.modules.get("__main__") is blank and main is not None:
+                sys.modules["__main__"] = main
 
 
 def _ended(exitcode: int | None) -> str:
@@ -370,8 +399,9 @@ def _ended(exitcode: int | None) -> str:
     return f"the computation's process ended unexpectedly (exit code {exitcode}); see the server log"
 
 
-def _child_main(sender: Any, parent: int, nice: int, fn: Callable[..., Any], args: tuple, kwargs: dict) -> None:
-    """A `run_killable` child: run `fn`, send ("ok", result), ("config", (field, message, hint)) or ("failed", text)."""
+def _child_main(conn: Any, parent: int, nice: int) -> None:
+    """A `run_killable` child: receive (fn, args, kwargs), run it, send back ("ok", result),
+    ("config", (field, message, hint)) or ("failed", text)."""
     with contextlib.suppress(OSError, AttributeError):
         os.nice(nice)
 
@@ -383,14 +413,15 @@ def _child_main(sender: Any, parent: int, nice: int, fn: Callable[..., Any], arg
 
     threading.Thread(target=orphaned, name="orphaned", daemon=True).start()
     try:
+        fn, args, kwargs = conn.recv()
         out: tuple = ("ok", fn(*args, **kwargs))
     except ConfigError as exc:
         out = ("config", (exc.field, exc.message, exc.hint))
     except Exception as exc:  # the parent shows it in one line
         text = " ".join(f"{type(exc).__name__}: {exc}".split())
         out = ("failed", text if len(text) <= 300 else text[:297] + "…")
-    sender.send(out)
-    sender.close()
+    conn.send(out)
+    conn.close()
 
 
 # --------------------------------------------------------------------------- private files

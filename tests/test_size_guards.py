@@ -269,6 +269,23 @@ def test_cli_gradflow_of_a_huge_network_is_one_line_exit_2():
     assert "parameters" in out.stderr and "EXPLORER_MAX_PARAMS" in out.stderr
 
 
+def test_export_tab_refuses_a_huge_build_with_a_message():
+    out = run_capped(f"""
+        import sys
+        from streamlit.testing.v1 import AppTest
+        at = AppTest.from_file({str(ROOT / "explorer" / "app.py")!r}, default_timeout=120)
+        at.query_params["preset"] = "resnet56"
+        at.query_params["filters"] = "4096"
+        at.session_state["tab"] = "Export"
+        at.run()
+        at.button(key="build_keras").click().run()
+        print("EXCEPTION" if at.exception else "NO-EXCEPTION")
+        print("MESSAGE" if any("55,568,494,602 parameters" in e.value for e in at.error) else "NO-MESSAGE")
+        print("KERAS" if "keras" in sys.modules or "tensorflow" in sys.modules else "NO-KERAS")
+    """, limit=6 * 2**30)
+    assert out.stdout.split() == ["NO-EXCEPTION", "MESSAGE", "NO-KERAS"], out.stdout + out.stderr[-2000:]
+
+
 # --------------------------------------------------------------------------- killable slow computations
 def test_a_computation_over_the_limit_is_killed_and_frees_its_slot():
     started = time.monotonic()
@@ -302,6 +319,19 @@ def test_a_third_slow_computation_is_refused_at_once():
     finally:
         for _ in range(guards.MAX_SLOW):
             guards._BUSY.release()
+
+
+def test_the_child_does_not_run_a_page_script_installed_as_main(tmp_path, monkeypatch):
+    import types
+
+    marker = tmp_path / "ran"
+    script = tmp_path / "page.py"
+    script.write_text(f"open({str(marker)!r}, 'w').write('page ran')\nraise SystemExit(3)\n")
+    page = types.ModuleType("__main__")
+    page.__file__ = str(script)  # what Streamlit installs as __main__ for every page run
+    monkeypatch.setitem(sys.modules, "__main__", page)
+    assert guards.run_killable(120, os.getpid) != os.getpid()
+    assert not marker.exists() and sys.modules["__main__"] is page
 
 
 def test_a_build_over_the_limit_is_killed_and_its_file_removed():
