@@ -336,7 +336,7 @@ def run_killable(seconds: float, fn: Callable[..., T], *args: Any, **kwargs: Any
     process = ctx.Process(target=_child_main, args=(child_conn, os.getpid(), train_nice()), name="explorer-slow",
                           daemon=True)
     try:
-        with _plain_main():
+        with blank_main():
             process.start()
         child_conn.close()
         try:  # (the task goes through the pipe, not the start: a child that dies early cannot block this thread)
@@ -369,7 +369,7 @@ _MAIN_LOCK = threading.Lock()
 
 
 @contextlib.contextmanager
-def _plain_main() -> Iterator[None]:
+def blank_main() -> Iterator[None]:
     """Hide `__main__` while a child is spawned, so that the child does not run it again.
 
     Under Streamlit, `__main__` is the app script itself (Streamlit installs it there for every
