@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from explorer import guards
 from explorer.annotate import AnnotatedGraph, annotate, build
 from explorer.config import ConfigError, ResNetConfig
 from explorer.graph import expand
@@ -43,11 +44,14 @@ def keras_model(spec: str | ResNetConfig | dict, *, name: str = "resnet", **over
         863012
 
     Raises:
-        ConfigError: The config is invalid, or does not fit together (GraphError lists where).
+        ConfigError: The config is invalid, does not fit together (GraphError lists where), or is too big to build
+            here (`explorer.guards.check_build_memory`: parameters, memory).
     """
     from explorer.keras_build import build_model
 
-    return build_model(config_of(spec, **overrides), name=name)
+    ag = build(config_of(spec, **overrides))
+    guards.check_build_memory(ag, what="this network")
+    return build_model(ag, name=name)
 
 
 def add_residual_stack(x: Any, spec: str | ResNetConfig | dict, *, name: str = "resnet", **overrides: Any) -> Any:
@@ -66,6 +70,9 @@ def add_residual_stack(x: Any, spec: str | ResNetConfig | dict, *, name: str = "
 
     Returns:
         The output tensor of the last block.
+
+    Raises:
+        ConfigError: The config is invalid, or the stack is too big to build here (`explorer.guards.check_build_memory`).
     """
     shape = tuple(int(d) for d in x.shape[1:])
     if len(shape) != 3:
@@ -73,6 +80,7 @@ def add_residual_stack(x: Any, spec: str | ResNetConfig | dict, *, name: str = "
                           "append it after a convolutional layer")
     config = config_of(spec, **{**overrides, "input_shape": shape})
     ag = annotate(expand(config, body_only=True))
+    guards.check_build_memory(ag, what="this residual stack")
     from explorer.keras_build import apply_graph
 
     return apply_graph(ag, x, prefix=f"{name}_")

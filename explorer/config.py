@@ -384,12 +384,13 @@ def _json_nesting(text: str) -> int:
 
 
 def load_json(data: str | bytes, *, name: str = "the config", field: str = "config", max_bytes: int | None = None,
-              hint: str = "fix the file or export a fresh one") -> Any:
+              hint: str = "fix the file or export a fresh one", max_nesting: int = MAX_JSON_NESTING) -> Any:
     """Parse JSON that a user supplied (an upload, a file, a link): every way it can fail is one ConfigError.
 
     Failures are: more than `max_bytes`, bytes that are not UTF-8, nesting deeper than
-    `MAX_JSON_NESTING` (checked before parsing, so the parser never recurses deeply), a number
-    too long for Python to convert, and any other syntax error.
+    `max_nesting` (checked before parsing: Python's parser recurses once per level, so a few
+    kilobytes of `[[[[…` would raise RecursionError), a number too long for Python to convert, and
+    any other syntax error.
 
     Args:
         data: The JSON text, or its bytes (UTF-8).
@@ -397,6 +398,8 @@ def load_json(data: str | bytes, *, name: str = "the config", field: str = "conf
         field: The ConfigError's field.
         max_bytes: Refuse longer input unread (None: no limit).
         hint: What to do, for the message.
+        max_nesting: The deepest nesting read (default MAX_JSON_NESTING, for configs; a Keras
+            `config.json` nests about 12 levels).
 
     Returns:
         The parsed value (any JSON type; the caller checks its shape).
@@ -415,9 +418,8 @@ def load_json(data: str | bytes, *, name: str = "the config", field: str = "conf
     else:
         text = data
     nesting = _json_nesting(text)
-    if nesting > MAX_JSON_NESTING:
-        raise ConfigError(field, f"{name} nests {nesting:,} levels deep; a config is a flat object (at most "
-                          f"{MAX_JSON_NESTING} levels are read)", hint)
+    if nesting > max_nesting:
+        raise ConfigError(field, f"{name} nests {nesting:,} levels deep (at most {max_nesting} levels are read)", hint)
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:

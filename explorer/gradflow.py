@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from explorer import guards
 from explorer.annotate import AnnotatedGraph, build
 from explorer.config import ConfigError, ResNetConfig
 
@@ -32,10 +33,34 @@ def random_batch(config: ResNetConfig, size: int = 64, *, seed: int = 0) -> Batc
     return Batch(images, labels, f"a fixed random batch of {size} images (no dataset used)")
 
 
-def load_batch(config: ResNetConfig, *, size: int = 64, data_dir: str | None = None, seed: int = 0) -> Batch:
-    """A batch of CIFAR-10 test images when a dataset is at hand and fits the network, else a random batch."""
+def check_size(config: ResNetConfig, *, batch_size: int, extra: int = 0) -> int:
+    """Refuse a gradient-flow pass of `config` that would not fit in memory (its plain twin is no larger).
+
+    Args:
+        config: The network.
+        batch_size: Images in the pass.
+        extra: Bytes to add, e.g. `guards.PROCESS_BYTES` when the pass runs in a process of its own.
+
+    Returns:
+        The estimate in bytes.
+
+    Raises:
+        ConfigError: Too many parameters, or more memory than this server allows (`guards.check_build_memory`).
+    """
+    return guards.check_build_memory(build(config), what="this network's gradient-flow pass", batch_size=batch_size,
+                                     extra=extra)
+
+
+def load_batch(config: ResNetConfig, *, size: int = 64, data_dir: str | None = None, seed: int = 0,
+               extra: int = 0) -> Batch:
+    """A batch of CIFAR-10 test images when a dataset is at hand and fits the network, else a random batch.
+
+    The pass is sized first (`check_size`, with `extra`), so a network that does not fit is refused before
+    anything is allocated.
+    """
     if not 1 <= size <= 1024:
         raise ConfigError("batch_size", f"{size} is out of range", "give a batch size from 1 to 1024")
+    check_size(config, batch_size=size, extra=extra)
     fits = tuple(config.input_shape) == (32, 32, 3) and config.classes == 10
     if fits:
         from explorer import data
@@ -59,13 +84,37 @@ def _depth_indices(ag: AnnotatedGraph) -> dict[str, int]:
     return index
 
 
+SEEDED = ("kernel", "depthwise_kernel", "bias", "gamma", "beta")
+"""Weights a layer draws from its `<name>_initializer` (those with a seed are redrawn by `seed_weights`)."""
+
+
+def seed_weights(model: Any, seed: int) -> None:
+    """Redraw every random weight of `model` (and reset its dropout generators) from `seed` alone.
+
+    Each layer's initializer is remade with its own integer seed, derived from `seed` and the
+    layer's position, so the same seed gives the same model — without `keras.utils.set_random_seed`,
+    which would reset the random state of the whole server process.
+    """
+    for i, layer in enumerate(model.layers):
+        base = (int(seed) * 1_000_003 + i * len(SEEDED)) % (2**31 - len(SEEDED))
+        for j, attr in enumerate(SEEDED):
+            init, var = getattr(layer, f"{attr}_initializer", None), getattr(layer, attr, None)
+            if init is None or var is None or not hasattr(init, "get_config") or "seed" not in init.get_config():
+                continue
+            seeded = type(init).from_config({**init.get_config(), "seed": base + j})
+            var.assign(seeded(tuple(var.shape), dtype=var.dtype))
+        generator = getattr(layer, "seed_generator", None)
+        if generator is not None:
+            generator.state.assign(np.asarray([base, 0], dtype=generator.state.dtype))
+
+
 def measure(config: ResNetConfig, batch: Batch, *, seed: int = 0) -> dict[str, Any]:
     """One forward and backward pass at initialisation (BN in training mode, as in the first step).
 
     Args:
         config: The network.
         batch: Images and labels (their shape must match the config's input and classes).
-        seed: Seed for the weight initialisation (set process-wide through Keras).
+        seed: Seed for the weight initialisation and dropout of this model only (nothing process-wide).
 
     Returns:
         {"layers": [{name, depth_index, grad_norm, activation_std}], "blocks": [{name, depth_index,
@@ -74,6 +123,7 @@ def measure(config: ResNetConfig, batch: Batch, *, seed: int = 0) -> dict[str, A
         of the layer's (or block's) output over the batch.
     """
     ag = build(config)
+    guards.check_build_memory(ag, what="this network's gradient-flow pass", batch_size=len(batch.images))
     if len(ag.graph) > MAX_LAYERS:
         raise ConfigError("depth", f"{len(ag.graph)} layers is too many for a gradient-flow pass here",
                           f"use a network of at most {MAX_LAYERS} layers")
@@ -85,8 +135,8 @@ def measure(config: ResNetConfig, batch: Batch, *, seed: int = 0) -> dict[str, A
     keras = _keras()
     import tensorflow as tf
 
-    keras.utils.set_random_seed(seed)
     model = build_model(ag)
+    seed_weights(model, seed)
     depth = _depth_indices(ag)
     convs = ag.main_convs
     block_outs = [b.output for b in ag.graph.blocks]

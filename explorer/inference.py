@@ -5,8 +5,10 @@ A model trained here is saved with a small `explorer.json` inside its `.keras` z
 preprocesses images exactly as training did and names the classes. A `.keras` file without
 it falls back to the CIFAR-10 names (10 outputs) or "class 0 … class N-1", and says so.
 
-Only `keras.saving.load_model(path, safe_mode=True)` loads models (no Lambda code runs);
-images are decoded by Pillow from a short list of formats, with caps on file size and pixel
+Only `keras.saving.load_model(path, safe_mode=True)` loads models (no Lambda code runs), and
+only after the archive is sized: its `config.json` is read first and the parameters of every
+layer counted from it (`model_size`), the weights member must hold about what they need, and
+the model must fit the server's limits (`explorer.guards.check_model_size`). Images are decoded by Pillow from a short list of formats, with caps on file size and pixel
 count (decompression bombs), then centre-cropped to the model's aspect ratio and resized
 to its H×W — a CIFAR-10 model sees every photo as a 32×32 thumbnail.
 """
@@ -27,13 +29,24 @@ from typing import Any
 
 import numpy as np
 
+from explorer import guards
+from explorer.config import ConfigError, load_json
 from explorer.data import CLASSES, MEAN, STD
 
 MiB = 1024 * 1024
 MAX_MODEL_BYTES = 200 * MiB
 """A `.keras` file larger than this is refused unread (ResNet-152v2 is ~240 MB; ResNet-110 ~7 MB)."""
-MAX_UNZIPPED_BYTES = 4 * MAX_MODEL_BYTES
-"""The members of a `.keras` archive may not add up to more than this once uncompressed (zip bombs)."""
+MAX_CONFIG_BYTES = 32 * MiB
+"""A `.keras` archive's `config.json` larger than this is refused unread (ResNet-1001's is ~5 MB)."""
+WEIGHT_BYTES_MARGIN = 1.1
+"""The weights of a model may take this much more than 4 bytes per parameter (HDF5's own structure)."""
+MAX_UNZIPPED_BYTES = int(guards.DEFAULT_MAX_PARAMS * 4 * WEIGHT_BYTES_MARGIN) + MAX_CONFIG_BYTES
+"""The members of a `.keras` archive may not add up to more than this once uncompressed (zip bombs): the weights of
+the largest model the server builds (`guards.max_params`) and its config (lower when that cap is lower)."""
+WEIGHTS_NAME = "model.weights.h5"
+"""The member of a `.keras` archive that holds the weights."""
+PREDICT_BATCH = 32
+"""Images `probabilities` pushes through the model at once (what its activation memory is sized for)."""
 MAX_IMAGE_BYTES = 10 * MiB
 """An image file larger than this is refused unread."""
 MAX_IMAGE_PIXELS = 40_000_000
@@ -45,6 +58,8 @@ IMAGE_TYPES = ("png", "jpg", "jpeg", "gif", "bmp", "webp")
 META_NAME = "explorer.json"
 """The member of a `.keras` archive that holds the class names and normalisation."""
 MAX_META_BYTES = 1 * MiB
+MODEL_JSON_NESTING = 100
+"""The deepest nesting read in an archive's JSON members (a Keras `config.json` nests about 12 levels)."""
 MAX_CLASSES = 100_000
 DEFAULT_TOP = 5
 
@@ -196,9 +211,29 @@ def _open_keras_zip(data: bytes, name: str) -> zipfile.ZipFile:
     names = {i.filename for i in infos}
     if "config.json" not in names:
         raise InferenceError(f"{name} is a zip archive but not a Keras model (no config.json inside): {hint}")
-    if sum(i.file_size for i in infos) > MAX_UNZIPPED_BYTES:
-        raise InferenceError(f"{name} would unpack to more than {MAX_UNZIPPED_BYTES / MiB:.0f} MiB; it is refused")
+    limit = unzipped_limit()
+    if sum(i.file_size for i in infos) > limit:
+        raise InferenceError(f"{name} would unpack to more than {limit / MiB:.0f} MiB; it is refused")
     return zf
+
+
+def unzipped_limit(max_params: int | None = None) -> int:
+    """The most a `.keras` archive may unpack to: the weights of `max_params` parameters (default and at most
+    `guards.max_params()`) with a margin, and its config (never above MAX_UNZIPPED_BYTES)."""
+    cap = min(guards.max_params(), max_params) if max_params is not None else guards.max_params()
+    return min(MAX_UNZIPPED_BYTES, int(cap * 4 * WEIGHT_BYTES_MARGIN) + MAX_CONFIG_BYTES)
+
+
+def _json_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, what: str, fix: str) -> Any:
+    """A JSON member of the archive, parsed with a cap on its nesting (InferenceError in one line)."""
+    try:
+        data = zf.read(info)
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise InferenceError(f"{what} cannot be read from the archive ({exc}): {fix}") from None
+    try:
+        return load_json(data, name=what, max_nesting=MODEL_JSON_NESTING)
+    except ConfigError as exc:  # not UTF-8, nested too deep, a number too long, bad syntax
+        raise InferenceError(f"{what} is not valid JSON ({exc.message}): {fix}") from None
 
 
 def read_meta(source: str | os.PathLike | bytes) -> ModelMeta | None:
@@ -218,11 +253,218 @@ def _meta_from_zip(zf: zipfile.ZipFile) -> ModelMeta | None:
         return None
     if info.file_size > MAX_META_BYTES:
         raise InferenceError(f"the model file's {META_NAME} is larger than {MAX_META_BYTES // MiB} MiB; it is refused")
-    try:
-        loaded = json.loads(zf.read(info).decode("utf-8"))
-    except (ValueError, UnicodeDecodeError, zipfile.BadZipFile, OSError) as exc:
-        raise InferenceError(f"the model file's {META_NAME} is not valid JSON ({exc}): re-save the model") from None
+    loaded = _json_member(zf, info, f"the model file's {META_NAME}", "re-save the model")
     return ModelMeta.from_dict(loaded)
+
+
+# --------------------------------------------------------------------------- size of a model file, before Keras
+NO_WEIGHTS = frozenset("""
+    InputLayer Activation ReLU LeakyReLU ELU Softmax Add Subtract Multiply Average Maximum Minimum Concatenate Dot
+    Dropout SpatialDropout1D SpatialDropout2D SpatialDropout3D GaussianNoise GaussianDropout AlphaDropout
+    ZeroPadding1D ZeroPadding2D ZeroPadding3D Cropping1D Cropping2D Cropping3D UpSampling1D UpSampling2D UpSampling3D
+    MaxPooling1D MaxPooling2D MaxPooling3D AveragePooling1D AveragePooling2D AveragePooling3D
+    GlobalAveragePooling1D GlobalAveragePooling2D GlobalAveragePooling3D
+    GlobalMaxPooling1D GlobalMaxPooling2D GlobalMaxPooling3D
+    Flatten Reshape Permute RepeatVector Rescaling Resizing CenterCrop Identity Masking ActivityRegularization
+    ZeroPadShortcut
+""".split())
+"""Layer classes without weights (counted as 0 parameters)."""
+NESTED = frozenset({"Functional", "Sequential", "Model"})
+"""Layer classes that hold layers of their own (counted layer by layer)."""
+CONV = frozenset({"Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose"})
+DEPTHWISE = frozenset({"DepthwiseConv1D", "DepthwiseConv2D"})
+SEPARABLE = frozenset({"SeparableConv1D", "SeparableConv2D"})
+NORMS = {"BatchNormalization": 4, "LayerNormalization": 2, "GroupNormalization": 2, "UnitNormalization": 0}
+"""Per-channel parameters of the normalisation layers."""
+
+
+@dataclass(frozen=True)
+class ModelSize:
+    """What a `.keras` file's `config.json` declares, counted before Keras builds anything.
+
+    Attributes:
+        params: Parameters of all its layers (weights and non-trainable statistics).
+        activation_bytes: Bytes of its largest activation for one image (float32).
+        layers: Layers counted.
+    """
+
+    params: int
+    activation_bytes: int
+    layers: int
+
+
+class _Unsized(Exception):
+    """A layer whose size cannot be told from its config (the message says which and why)."""
+
+
+def _dims(value: Any, what: str) -> list[int]:
+    """A declared shape, without its batch dimension, as non-negative ints (None counts as 1)."""
+    if not isinstance(value, list) or not value or len(value) > 8:
+        raise _Unsized(f"its {what} is not a shape")
+    dims = []
+    for v in value[1:]:
+        if v is None:
+            dims.append(1)
+        elif isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 2**40:
+            dims.append(v)
+        else:
+            raise _Unsized(f"its {what} has a dimension {v!r}")
+    return dims
+
+
+def _ints(value: Any, rank: int, what: str) -> list[int]:
+    """kernel_size/strides as `rank` positive ints (an int stands for all of them)."""
+    values = [value] * rank if isinstance(value, int) else value
+    if (not isinstance(values, list) or len(values) != rank
+            or not all(isinstance(v, int) and not isinstance(v, bool) and 0 < v <= 2**20 for v in values)):
+        raise _Unsized(f"its {what} is {value!r}")
+    return values
+
+
+def _layer_size(entry: dict) -> tuple[int, int, int]:
+    """(params, largest activation in values, layers) of one layer entry of a config."""
+    cls = entry.get("class_name")
+    cfg = entry.get("config")
+    if not isinstance(cls, str) or not isinstance(cfg, dict):
+        raise _Unsized("a layer has no class_name or config")
+    if cls in NESTED:
+        return _layers_size(cfg.get("layers"))
+    if cls == "InputLayer":
+        shape = cfg.get("batch_shape", cfg.get("batch_input_shape"))
+        return 0, math.prod(_dims(shape, "input shape")) if shape is not None else 0, 1
+    if cls == "Embedding":
+        n, d = cfg.get("input_dim"), cfg.get("output_dim")
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (n, d)):
+            raise _Unsized(f"Embedding {cfg.get('name')!r} has no valid input_dim/output_dim")
+        return n * d, d, 1
+    build = entry.get("build_config") if isinstance(entry.get("build_config"), dict) else {}
+    shape = build.get("input_shape")
+    if cls in NO_WEIGHTS:
+        if isinstance(shape, list) and shape and isinstance(shape[0], list):  # several inputs (Add, Concatenate)
+            return 0, max(math.prod(_dims(s, "input shape")) for s in shape), 1
+        return 0, math.prod(_dims(shape, "input shape")) if shape is not None else 0, 1
+    if cls not in CONV | DEPTHWISE | SEPARABLE | set(NORMS) | {"Dense", "PReLU", "Normalization"}:
+        raise _Unsized(f"layer {cfg.get('name')!r} is a {cls}, a layer whose size is not counted here")
+    if shape is None:
+        raise _Unsized(f"layer {cfg.get('name')!r} ({cls}) does not declare its input shape (build_config)")
+    dims = _dims(shape, f"{cls} input shape")
+    if not dims:
+        raise _Unsized(f"layer {cfg.get('name')!r} ({cls}) declares an input shape without channels")
+    values = math.prod(dims)
+    bias = cfg.get("use_bias", True) is not False
+    if cls == "Dense":
+        units = _ints(cfg.get("units"), 1, "units")[0]
+        params = dims[-1] * units + (units if bias else 0)
+        return params, max(values, values // max(dims[-1], 1) * units), 1
+    channels_first = cfg.get("data_format") == "channels_first"
+    channels = dims[0] if channels_first else dims[-1]
+    spatial = dims[1:] if channels_first else dims[:-1]
+    if cls in NORMS or cls == "Normalization":
+        axis = cfg.get("axis", -1)
+        axes = axis if isinstance(axis, list) else [axis]
+        if not all(isinstance(a, int) and not isinstance(a, bool) and -len(dims) - 1 <= a <= len(dims) for a in axes):
+            raise _Unsized(f"layer {cfg.get('name')!r} ({cls}) has an axis {axis!r}")
+        full = [0, *dims]
+        width = math.prod(full[a] if a >= 0 else full[len(full) + a] for a in axes) if axes else 1
+        return NORMS.get(cls, 3) * width, values, 1
+    if cls == "PReLU":
+        return values, values, 1
+    rank = len(spatial)
+    kernel = math.prod(_ints(cfg.get("kernel_size"), rank, "kernel_size"))
+    strides = math.prod(_ints(cfg.get("strides", 1), rank, "strides"))
+    if cls in DEPTHWISE | SEPARABLE:
+        multiplier = _ints(cfg.get("depth_multiplier", 1), 1, "depth_multiplier")[0]
+        params = kernel * channels * multiplier
+        if cls in SEPARABLE:
+            filters = _ints(cfg.get("filters"), 1, "filters")[0]
+            params += channels * multiplier * filters + (filters if bias else 0)
+            out = filters
+        else:
+            params += channels * multiplier if bias else 0
+            out = channels * multiplier
+    else:
+        filters = _ints(cfg.get("filters"), 1, "filters")[0]
+        groups = _ints(cfg.get("groups", 1), 1, "groups")[0]
+        params = kernel * (channels // groups) * filters + (filters if bias else 0)
+        out = filters
+    spread = math.prod(spatial) * (strides if "Transpose" in cls else 1) // (1 if "Transpose" in cls else strides)
+    return params, max(values, max(spread, 1) * out), 1
+
+
+def _layers_size(layers: Any) -> tuple[int, int, int]:
+    if not isinstance(layers, list):
+        raise _Unsized("its config lists no layers")
+    params = largest = count = 0
+    for entry in layers:
+        if not isinstance(entry, dict):
+            raise _Unsized("a layer entry is not an object")
+        p, a, n = _layer_size(entry)
+        params, largest, count = params + p, max(largest, a), count + n
+    return params, largest, count
+
+
+def model_size(config: Any) -> ModelSize:
+    """Count the parameters a `.keras` file's `config.json` declares, layer by layer, without building anything.
+
+    Knows the layers this project saves (Conv2D, Dense, BatchNormalization, ZeroPadShortcut, pooling, …)
+    and the other standard Keras image layers (depthwise and separable convolutions, other
+    normalisations, Embedding); a layer of any other class with weights is refused.
+
+    Raises:
+        InferenceError: A layer's size cannot be told (unknown class, no declared input shape, bad values).
+    """
+    if not isinstance(config, dict) or config.get("class_name") not in NESTED:
+        raise InferenceError("the model file's config.json does not describe a Keras model (Functional or Sequential): "
+                             "give a .keras file saved by Keras 3")
+    try:
+        params, largest, count = _layers_size(config.get("config", {}).get("layers"))
+    except _Unsized as exc:
+        raise InferenceError(f"the model file cannot be sized before loading: {exc}; give a .keras file of an image "
+                             "classifier saved by Keras 3 (e.g. the Train tab's download)") from None
+    return ModelSize(params=params, activation_bytes=largest * 4, layers=count)
+
+
+def check_model_archive(zf: zipfile.ZipFile, name: str, *, max_params: int | None = None) -> ModelSize:
+    """Size a `.keras` archive before Keras reads it: count its parameters, check its weights member, check memory.
+
+    Args:
+        zf: The archive (from `_open_keras_zip`).
+        name: The file, for messages.
+        max_params: A tighter cap on parameters than the server's (`guards.max_params`), e.g. for uploads.
+
+    Raises:
+        InferenceError: Its config cannot be read or sized, it declares more parameters than allowed, its weights
+            member is far smaller or larger than those parameters need, or loading it would not fit in memory.
+    """
+    fix = "give a .keras file saved by Keras 3 (e.g. the Train tab's download)"
+    info = zf.getinfo("config.json")
+    if info.file_size > MAX_CONFIG_BYTES:
+        raise InferenceError(f"{name}'s config.json is {info.file_size / MiB:.0f} MiB; at most "
+                             f"{MAX_CONFIG_BYTES // MiB} MiB is read: {fix}")
+    size = model_size(_json_member(zf, info, f"{name}'s config.json", fix))
+    if max_params is not None and size.params > max_params:
+        raise InferenceError(f"{name} declares {size.params:,} parameters ({guards.human(size.params * 4)} of weights); "
+                             f"models loaded here may have at most {max_params:,}: use the CLI "
+                             "(`python -m explorer predict`) for larger models")
+    try:
+        guards.check_model_size(size.params, guards.estimate_model_bytes(
+            size.params, activation_bytes=3 * size.activation_bytes, batch_size=PREDICT_BATCH,
+            extra=sum(i.compress_size for i in zf.infolist())), what=name, hint="give a smaller model")
+    except ConfigError as exc:
+        raise InferenceError(f"{exc.message}: {exc.hint}") from None
+    need = size.params * 4
+    weights = next((i for i in zf.infolist() if i.filename == WEIGHTS_NAME), None)
+    stored = weights.file_size if weights is not None else 0
+    if stored < need // 2:  # (half: a model stored in 16-bit floats)
+        raise InferenceError(f"{name} declares {size.params:,} parameters ({guards.human(need)}) but its {WEIGHTS_NAME} "
+                             f"holds only {stored:,} bytes: the weights are not all there (compressed inside the HDF5 "
+                             f"file, or missing), so it is refused before it is built: {fix}")
+    total = sum(i.file_size for i in zf.infolist())
+    allowed = int(need * 4 * WEIGHT_BYTES_MARGIN) + MAX_CONFIG_BYTES + MAX_META_BYTES  # (weights + optimizer state)
+    if total > allowed:
+        raise InferenceError(f"{name} would unpack to {guards.human(total)}, far more than its {size.params:,} "
+                             f"parameters need ({guards.human(need)}): it is refused before it is read")
+    return size
 
 
 # --------------------------------------------------------------------------- models
@@ -302,20 +544,28 @@ def wrap_model(model: Any, meta: ModelMeta | None = None, *, name: str = "traine
     return LoadedModel(model=model, meta=meta, name=name, probabilities=ends_in_softmax(model))
 
 
-def load_model(source: str | os.PathLike | bytes, *, name: str | None = None) -> LoadedModel:
+def load_model(source: str | os.PathLike | bytes, *, name: str | None = None,
+               max_params: int | None = None) -> LoadedModel:
     """Load a `.keras` file (path or uploaded bytes) with `safe_mode=True`, with its class names and normalisation.
 
     Registers `ZeroPadShortcut` (option-A shortcuts) first. The archive is checked before Keras
-    reads it (zip, `config.json`, at most MAX_MODEL_BYTES, unpacked size).
+    reads it (zip, `config.json`, at most MAX_MODEL_BYTES, unpacked size) and sized
+    (`check_model_archive`: parameters counted from `config.json`, weights member, memory).
+
+    Args:
+        source: A path or the file's bytes.
+        name: How to call it in messages (default: the path, or "the uploaded model file").
+        max_params: A tighter cap on its parameters than the server's (e.g. for uploads).
 
     Raises:
-        InferenceError: Not a `.keras` file, corrupt, unsafe (safe mode refused it), not an image
-            classifier with an (H, W, 3) input, or its stored metadata does not fit it.
+        InferenceError: Not a `.keras` file, corrupt, too big for this server, unsafe (safe mode refused
+            it), not an image classifier with an (H, W, 3) input, or its stored metadata does not fit it.
     """
     data, shown = _read_source(source, what="model file", limit=MAX_MODEL_BYTES)
     name = name or shown
     zf = _open_keras_zip(data, name)
     meta = _meta_from_zip(zf)
+    check_model_archive(zf, name, max_params=max_params)
 
     from explorer.keras_build import _keras, zero_pad_shortcut_class
 

@@ -170,3 +170,21 @@ def apply_graph(ag: AnnotatedGraph, x: Any, *, prefix: str = "") -> Any:
             args = [tensors[i] for i in node.inputs]
             tensors[node.name] = layer(args if node.op == "add" else args[0])
     return tensors[ag.graph.output.name]
+
+
+def save_model_file(config: ResNetConfig, path: str) -> int:
+    """Build the Keras model of `config` and save it as a `.keras` file at `path` (e.g. in a child process).
+
+    Returns:
+        The file's size in bytes.
+
+    Raises:
+        GraphError: The graph has error diagnostics.
+    """
+    import os
+
+    ag = build(config)
+    model = build_model(ag, name="resnet")
+    with recursion_limit(10_000 + 20 * len(ag.graph)):
+        model.save(path)
+    return os.path.getsize(path)

@@ -959,7 +959,8 @@ class TrainJob:
         spec = (self.config, self.data, self.settings, self.name, self.max_seconds, guards.train_nice())
         process = ctx.Process(target=_process_main, args=(spec, updates, stop), name=f"train-{self.name}", daemon=True)
         self._set(phase="starting a training process")
-        process.start()
+        with guards.blank_main():  # under Streamlit `__main__` is the app page: the child must not run it first
+            process.start()
         self._set(worker_pid=process.pid)
         ended = None
         stop_asked = None

@@ -254,12 +254,15 @@ def test_export_tab_refuses_source_for_a_broken_network():
     assert any("does not fit together" in e.value for e in at.error)
 
 
-def test_keras_file_builds_and_loads_with_safe_mode():
+def test_keras_file_builds_and_loads_with_safe_mode(tmp_path):
     at = run_app({"preset": "resnet20", "depth": "8"}, tab="Export")
     at.button(key="build_keras").click().run()
     assert not at.exception
-    path = Path(at.session_state["_keras_file"]["path"])
-    assert path.is_file()
+    # (the built file is read into the session's state and deleted from the server's private folder at once)
+    rec = at.session_state["_keras_file"]
+    assert rec["path"] is None and rec["data"].startswith(b"PK")
+    path = Path(tmp_path) / "built.keras"
+    path.write_bytes(rec["data"])
     assert any(b.label.startswith("Download resnet20-custom.keras") for b in at.get("download_button"))
     import keras
 

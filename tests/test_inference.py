@@ -177,7 +177,13 @@ def test_bad_model_files_exit_2_with_one_line(capsys, tmp_path, models, images):
     with zipfile.ZipFile(models.plain) as src, zipfile.ZipFile(broken, "w") as dst:
         for info in src.infolist():
             dst.writestr(info, b"{nonsense" if info.filename == "config.json" else src.read(info))
-    assert "Keras could not load" in _exit2_one_line(capsys, "predict", "--model", broken, images[0])
+    # (config.json is now read, and the model sized, before Keras sees the file)
+    assert "config.json is not valid JSON" in _exit2_one_line(capsys, "predict", "--model", broken, images[0])
+    garbled = tmp_path / "garbled.keras"
+    with zipfile.ZipFile(models.plain) as src, zipfile.ZipFile(garbled, "w") as dst:
+        for info in src.infolist():
+            dst.writestr(info, b"\0" * info.file_size if info.filename == "model.weights.h5" else src.read(info))
+    assert "Keras could not load" in _exit2_one_line(capsys, "predict", "--model", garbled, images[0])
     missing = tmp_path / "missing.keras"
     assert "cannot read" in _exit2_one_line(capsys, "predict", "--model", missing, images[0])
 

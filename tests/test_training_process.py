@@ -174,3 +174,20 @@ def test_a_process_job_trains_on_image_folders_with_their_classes(tmp_path):
     assert result["classes"] == list(CLASSES) and result["test_images"] == 9
     assert list(result["per_class_accuracy"]) == list(CLASSES)
     assert inference.read_meta(job.model_bytes()).class_names == tuple(CLASSES)
+
+
+def test_the_training_process_does_not_run_the_app_page_first(data, tmp_path, monkeypatch):
+    """Streamlit installs the page script as `__main__`; a spawned child would run the whole page before training."""
+    import sys
+    import types
+
+    marker = tmp_path / "page-ran"
+    page = tmp_path / "page.py"
+    page.write_text(f"open({str(marker)!r}, 'w').close()\n")
+    fake = types.ModuleType("__main__")
+    fake.__file__ = str(page)
+    monkeypatch.setitem(sys.modules, "__main__", fake)
+    job = process_job(data, T.TrainSettings(epochs=1, batch_size=50, evaluate=False))
+    assert job.join(180)
+    assert job.status == "done", job.error
+    assert not marker.exists()

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import tempfile
-import time
-import uuid
 from pathlib import Path
 
 import streamlit as st
@@ -22,7 +18,7 @@ from explorer.ui.urlstate import MAX_APP_DEPTH, diff_fields
 MAX_IMPORT_BYTES = 64 * 1024
 """A config file is a few hundred bytes; anything above this is refused unread."""
 
-KERAS_FILE = "_keras_file"  # {"config": json, "path": str}
+KERAS_FILE = "_keras_file"  # {"config": json, "data": bytes | None, "path": str | None}
 IMPORT_FILE = "import_file"
 IMPORT_RESULT = "_import_result"  # ("ok" | "error", text)
 
@@ -51,35 +47,46 @@ def file_stem(config: ResNetConfig, preset: str) -> str:
     return preset if PRESETS[preset].config == config else f"{preset}-custom"
 
 
-def build_keras_file(config: ResNetConfig, ag: AnnotatedGraph, folder: Path) -> Path:
-    """Build the Keras model of `ag` and save it as a `.keras` file in `folder` (imports TensorFlow).
+KEEP_IN_MEMORY = 32 * 2**20
+"""A built .keras file up to this size is read into the session's state and deleted at once; a larger one stays, under
+a random name, in the server's private folder (`guards.private_dir`) until the session builds another or an hour passes."""
+KEEP_SECONDS = 3600
+"""Built .keras files left in the private folder longer than this are deleted at the next build (sessions end without
+telling the server)."""
+
+
+def build_keras_file(config: ResNetConfig, ag: AnnotatedGraph, *, seconds: float | None = None) -> Path:
+    """Build the Keras model of `ag` and save it as a `.keras` file in the server's private folder.
+
+    It is sized first (`guards.check_build_memory`), then built in a child process that is killed,
+    and its file removed, when it runs over `seconds` (default: `guards.rerun_seconds()`).
+
+    Returns:
+        The file (a random name in `guards.private_dir()`); the caller removes it.
 
     Raises:
-        ConfigError: The network does not fit together (Keras could not build it).
+        ConfigError: The network is too big for this server, or does not fit together (Keras could not build it).
+        guards.TooSlow: It ran over the time limit (stopped), or two slow computations are running.
+        guards.ComputationFailed: The build failed or its process died.
     """
-    from explorer.keras_build import build_model, recursion_limit
+    from explorer.keras_build import save_model_file
 
-    model = build_model(ag, name="resnet")
-    path = folder / f"resnet-{uuid.uuid4().hex}.keras"
-    with recursion_limit(10_000 + 20 * len(ag.graph)):
-        model.save(path)
+    guards.check_build_memory(ag, what="this network's .keras file", extra=guards.PROCESS_BYTES)
+    guards.prune_private(KEEP_SECONDS, "*.keras")
+    path = guards.private_file(".keras")
+    seconds = guards.rerun_seconds() if seconds is None else seconds
+    try:
+        guards.run_killable(seconds, save_model_file, config, str(path))
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
     return path
 
 
-KEEP_SECONDS = 3600
-"""Built .keras files older than this are deleted at the next build (sessions end without telling the server)."""
-
-
-def _tmp_dir() -> Path:
-    """The folder for built .keras files, pruned of files older than KEEP_SECONDS."""
-    folder = Path(tempfile.gettempdir()) / "resnet-explorer-keras"
-    folder.mkdir(exist_ok=True)
-    now = time.time()
-    for old in folder.glob("*.keras"):
-        with contextlib.suppress(OSError):
-            if now - old.stat().st_mtime > KEEP_SECONDS:
-                old.unlink()
-    return folder
+def _forget(rec: dict | None) -> None:
+    """Delete the file of an earlier build kept on disk (a large one)."""
+    if rec and rec.get("path"):
+        Path(rec["path"]).unlink(missing_ok=True)
 
 
 def _keras_file(config: ResNetConfig, ag: AnnotatedGraph, stem: str) -> None:
@@ -91,25 +98,38 @@ def _keras_file(config: ResNetConfig, ag: AnnotatedGraph, stem: str) -> None:
         st.button("Build .keras file", disabled=True, key="build_keras_disabled")
         return
     rec = ss.get(KERAS_FILE)
-    ready = rec is not None and rec["config"] == key and Path(rec["path"]).is_file()
+    ready = rec is not None and rec["config"] == key and (rec.get("data") is not None or Path(rec["path"]).is_file())
     if not ready and st.button("Build .keras file", key="build_keras", icon=":material/build:",
                                help="Builds the model with Keras (TensorFlow starts on first use: a few seconds)."):
         with st.spinner(f"Building {len(ag.graph):,} Keras layers…"):
-            if rec and Path(rec["path"]).is_file():
-                Path(rec["path"]).unlink(missing_ok=True)
+            _forget(rec)
+            ss.pop(KERAS_FILE, None)
             try:
-                path = guards.within(guards.rerun_seconds(), build_keras_file, config, ag, _tmp_dir())
+                path = build_keras_file(config, ag)
+            except ConfigError as exc:
+                common.show_config_error(exc, title="No .keras file —")
+                return
             except guards.TooSlow as exc:
-                st.error(f"Building the Keras file was abandoned: {exc}. Try a shallower network.",
+                st.error(f"Building the Keras file was stopped: {exc}. Try a shallower network.",
                          icon=":material/timer_off:")
                 return
-        ss[KERAS_FILE] = rec = {"config": key, "path": str(path)}
+            except guards.ComputationFailed as exc:
+                st.error(f"Building the Keras file failed: {exc}.", icon=":material/error:")
+                return
+        if path.stat().st_size <= KEEP_IN_MEMORY:
+            rec = {"config": key, "data": path.read_bytes(), "path": None}
+            path.unlink(missing_ok=True)
+        else:
+            rec = {"config": key, "data": None, "path": str(path)}
+        ss[KERAS_FILE] = rec
         ready = True
     if ready:
-        path = Path(rec["path"])
-        st.download_button(f"Download {stem}.keras ({human_bytes(path.stat().st_size)})", lambda: path.read_bytes(),
-                           file_name=f"{stem}.keras", mime="application/octet-stream", icon=":material/download:", on_click="ignore",
-                           key="download_keras")
+        data = rec.get("data")
+        size = len(data) if data is not None else Path(rec["path"]).stat().st_size
+        st.download_button(f"Download {stem}.keras ({human_bytes(size)})",
+                           data if data is not None else (lambda p=Path(rec["path"]): p.read_bytes()),
+                           file_name=f"{stem}.keras", mime="application/octet-stream", icon=":material/download:",
+                           on_click="ignore", key="download_keras")
         with st.expander("How to load it"):
             st.markdown(LOAD_NOTE.format(name=f"{stem}.keras"))
 

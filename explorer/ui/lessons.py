@@ -68,16 +68,19 @@ def _gradient_flow(config: ResNetConfig, ag: AnnotatedGraph) -> None:
         from explorer import gradflow
 
         with st.spinner("Building the network and running one forward/backward pass…"):
-            try:
-                batch = gradflow.load_batch(measured, size=size)
+            try:  # sized first; then a child process, killed when it runs over the time limit
+                batch = gradflow.load_batch(measured, size=size, extra=guards.PROCESS_BYTES)
                 results.clear()  # keep one result per session: they hold small lists, but no need to pile up
-                results[key] = guards.within(guards.rerun_seconds(), gradflow.report, measured, batch, twin=twin)
+                results[key] = guards.run_killable(guards.rerun_seconds(), gradflow.report, measured, batch, twin=twin)
             except ConfigError as exc:
                 st.error(f"{exc.message}. {exc.hint}")
                 return
             except guards.TooSlow as exc:
-                st.error(f"The pass was abandoned: {exc}. Pick a shallower network or a smaller batch.",
+                st.error(f"The pass was stopped: {exc}. Pick a shallower network or a smaller batch.",
                          icon=":material/timer_off:")
+                return
+            except guards.ComputationFailed as exc:
+                st.error(f"The pass failed: {exc}.", icon=":material/error:")
                 return
     result = results.get(key)
     if result is None:

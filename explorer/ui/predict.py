@@ -2,7 +2,8 @@
 
 Uploads are size-limited twice: by the uploader (`max_upload_size`; the server's
 `server.maxUploadSize` in `.streamlit/config.toml` caps every upload) and by
-`explorer.inference`, which also caps pixels and decodes only common formats. Errors are
+`explorer.inference`, which also caps pixels and decodes only common formats, and sizes a model
+from its `config.json` before Keras builds it (at most MAX_UPLOAD_PARAMS parameters here). Errors are
 shown as messages, never as a traceback. Loaded models and results live in this session's
 state only (a model is never shared between sessions).
 """
@@ -19,6 +20,9 @@ from explorer.inference import InferenceError, LoadedModel, ModelMeta
 
 MODEL_UPLOAD_MB = 16
 """Largest `.keras` upload (ResNet-110 is ~7 MB; `server.maxUploadSize` must be at least this)."""
+MAX_UPLOAD_PARAMS = MODEL_UPLOAD_MB * inference.MiB
+"""Most parameters an uploaded model may declare: weights of at most 4× the upload limit (trained weights barely
+compress, so a small file that declares more holds zeros), counted from its config before Keras builds it."""
 IMAGE_UPLOAD_MB = inference.MAX_IMAGE_BYTES // inference.MiB
 MAX_IMAGES = 12
 """At most this many images are classified at once (the rest are ignored, with a warning)."""
@@ -54,7 +58,7 @@ def _uploaded_model() -> tuple[LoadedModel | None, str | None]:
         else:
             try:
                 with st.spinner(f"Loading {file.name} …"):
-                    value = inference.load_model(file.getvalue(), name=file.name)
+                    value = inference.load_model(file.getvalue(), name=file.name, max_params=MAX_UPLOAD_PARAMS)
             except InferenceError as exc:
                 value = str(exc)
         st.session_state[LOADED] = (file.file_id, value)
