@@ -155,8 +155,14 @@ def check_training_memory(ag: AnnotatedGraph, *, batch_size: int, images: int, f
 
     Raises:
         ConfigError: (field "batch_size") the estimate is above the teacher's cap
-            (`EXPLORER_MAX_TRAIN_MEMORY_MB`) or above 85 % of the memory the machine has free.
+            (`EXPLORER_MAX_TRAIN_MEMORY_MB`) or above 85 % of the memory the machine has free; (field
+            "filters") the network has more parameters than `max_params()` (its trained model could not be
+            loaded back on this server).
     """
+    if ag.total_params > max_params():
+        raise ConfigError("filters", f"this network has {ag.total_params:,} parameters, but this server trains and "
+                          f"loads models of at most {max_params():,} parameters ({MAX_PARAMS_ENV})",
+                          "choose fewer filters, a narrower width rule or a shallower network")
     need = estimate_training_bytes(ag, batch_size=batch_size, images=images, flip=flip, image_bytes=image_bytes,
                                    extra=extra)
     per_batch = ACTIVATION_FACTOR * ag.activation_bytes

@@ -385,3 +385,16 @@ def test_gradflow_leaves_the_global_numpy_rng_alone_and_stays_deterministic():
     assert before[0] == after[0] and np.array_equal(before[1], after[1]) and before[2:] == after[2:]
     assert gradflow.measure(cfg, batch, seed=5) == a
     assert gradflow.measure(cfg, batch, seed=6) != a
+
+
+def test_a_training_above_the_parameter_cap_is_refused_before_it_starts(monkeypatch):
+    from explorer import guards
+    from explorer.annotate import build
+
+    ag = build(ResNetConfig(depth=8, filters=16))
+    monkeypatch.setenv(guards.MAX_PARAMS_ENV, str(ag.total_params - 1))
+    with pytest.raises(ConfigError, match="at most") as err:
+        guards.check_training_memory(ag, batch_size=32, images=1000, free=2**40)
+    assert err.value.field == "filters"
+    monkeypatch.setenv(guards.MAX_PARAMS_ENV, str(ag.total_params))
+    assert guards.check_training_memory(ag, batch_size=32, images=1000, free=2**40) > 0
