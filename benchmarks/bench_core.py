@@ -38,9 +38,10 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=20)
     args = parser.parse_args()
     t = time.perf_counter()
-    from explorer.keras_build import _keras, build_model
+    from explorer.backend import load_keras
+    from explorer.keras_build import build_model
 
-    _keras()
+    load_keras()
     import_s = time.perf_counter() - t
     print(f"import tensorflow/keras: {import_s:.2f} s (paid once, only when a Keras model is needed)")
     print(f"{'preset':20s} {'nodes':>6s} {'core median':>12s} {'core min':>9s} {'keras build':>12s} {'ratio':>8s}")

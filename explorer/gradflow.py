@@ -130,9 +130,10 @@ def measure(config: ResNetConfig, batch: Batch, *, seed: int = 0) -> dict[str, A
     if batch.images.shape[1:] != tuple(config.input_shape):
         raise ConfigError("input", f"the batch has images of {batch.images.shape[1:]} but the network takes "
                           f"{tuple(config.input_shape)}", "use the network's input size")
-    from explorer.keras_build import _keras, build_model
+    from explorer.backend import load_keras
+    from explorer.keras_build import build_model
 
-    keras = _keras()
+    keras = load_keras()
     import tensorflow as tf
 
     model = build_model(ag)

@@ -567,9 +567,10 @@ def load_model(source: str | os.PathLike | bytes, *, name: str | None = None,
     meta = _meta_from_zip(zf)
     check_model_archive(zf, name, max_params=max_params)
 
-    from explorer.keras_build import _keras, zero_pad_shortcut_class
+    from explorer.backend import load_keras
+    from explorer.keras_build import zero_pad_shortcut_class
 
-    keras = _keras()
+    keras = load_keras()
     zero_pad_shortcut_class()
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "model.keras")

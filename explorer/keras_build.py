@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from explorer.annotate import AnnotatedGraph, build
+from explorer.backend import load_keras
 from explorer.config import ConfigError, ResNetConfig
 from explorer.graph import Node
 
@@ -21,23 +22,12 @@ class GraphError(ConfigError):
     """A graph with errors was asked to become a Keras model."""
 
 
-def _keras() -> Any:
-    """Import Keras lazily (TensorFlow starts in ~2 s; the core never needs it)."""
-    import os
-
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # ~1.5× faster CPU training here (benchmarks/bench_training.py)
-    import keras
-
-    return keras
-
-
 def zero_pad_shortcut_class() -> type:
     """The registered Keras layer for option-A shortcuts (subsample, then zero-pad channels)."""
     global _ZERO_PAD_SHORTCUT
     if _ZERO_PAD_SHORTCUT is not None:
         return _ZERO_PAD_SHORTCUT
-    keras = _keras()
+    keras = load_keras()
 
     @keras.saving.register_keras_serializable(package="explorer")
     class ZeroPadShortcut(keras.layers.Layer):
@@ -133,7 +123,7 @@ def build_model(source: AnnotatedGraph | ResNetConfig, *, name: str = "resnet") 
     """
     ag = build(source) if isinstance(source, ResNetConfig) else source
     _refuse_errors(ag)
-    keras = _keras()
+    keras = load_keras()
     first = ag.graph.nodes[0]
     inputs = keras.Input(shape=tuple(first.attrs["shape"]), name=first.name)
     output = apply_graph(ag, inputs)
@@ -159,7 +149,7 @@ def apply_graph(ag: AnnotatedGraph, x: Any, *, prefix: str = "") -> Any:
         The tensor of the graph's last node.
     """
     _refuse_errors(ag)
-    keras = _keras()
+    keras = load_keras()
     first = ag.graph.nodes[0]
     tensors: dict[str, Any] = {first.name: x}
     with recursion_limit(10_000 + 20 * len(ag.graph)):

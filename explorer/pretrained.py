@@ -117,9 +117,9 @@ def _where_to_put(preset: str) -> str:
 def reference_model(preset: str, *, weights: str | Path | None = None, include_top: bool = True,
                     input_shape: tuple[int, int, int] = (224, 224, 3), download: bool = True) -> Any:
     """keras.applications' model with ImageNet weights: from a file, the cache, or (online) a download."""
-    from explorer.keras_build import _keras
+    from explorer.backend import load_keras
 
-    keras = _keras()
+    keras = load_keras()
     cls = getattr(keras.applications, APPLICATIONS[preset])
     path = find_weights(preset, weights=weights, include_top=include_top)
     # The weights do not depend on H×W, but keras.applications wants at least 32×32.

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from explorer import guards
+from explorer.backend import load_keras
 from explorer.config import ConfigError, ResNetConfig
 from explorer.data import CLASSES, NUM_CLASSES, Cifar10, DataError
 from explorer.whiten import Whitening, whiten_first_conv
@@ -882,7 +883,7 @@ class TrainJob:
         from explorer.data import make_datasets
 
         s = self.settings
-        keras = _keras()
+        keras = load_keras()
         self._set(phase="preparing the data")
         folders = getattr(self.data, "kind", "") == "folders"
         pipes = make_datasets(self.data, batch_size=s.batch_size, subset=s.subset, val_split=0.0 if folders else s.val_split,
@@ -1108,12 +1109,6 @@ def _process_main(spec: tuple, updates: Any, stop: Any) -> None:
     updates.join_thread()
 
 
-def _keras() -> Any:
-    from explorer.keras_build import _keras as lazy
-
-    return lazy()
-
-
 def build_training_model(config: ResNetConfig, *, precision: str = "float32") -> Any:
     """Build exactly the configured network; with a mixed policy, clone its layers in that policy.
 
@@ -1122,7 +1117,7 @@ def build_training_model(config: ResNetConfig, *, precision: str = "float32") ->
     """
     from explorer.keras_build import build_model
 
-    keras = _keras()
+    keras = load_keras()
     model = build_model(config)
     if precision == "float32":
         return model
@@ -1137,7 +1132,7 @@ def build_training_model(config: ResNetConfig, *, precision: str = "float32") ->
 
 
 def _batchnorms(model: Any) -> list:
-    keras = _keras()
+    keras = load_keras()
     return [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
 
 
@@ -1232,7 +1227,7 @@ def recalibrate_batchnorm(model: Any, dataset: Any, *, batches: int = 8,
 
 def make_optimizer(recipe: Recipe, *, precision: str = "float32") -> Any:
     """SGD with the recipe's momentum and coupled L2 on kernels (loss-scaled for float16)."""
-    keras = _keras()
+    keras = load_keras()
     opt = _l2_sgd_class()(learning_rate=recipe.lr_at(0.0), momentum=recipe.momentum, nesterov=recipe.nesterov,
                           l2=recipe.l2)
     if precision == "mixed_float16":
@@ -1248,7 +1243,7 @@ def _l2_sgd_class() -> type:
     global _L2SGD
     if _L2SGD is not None:
         return _L2SGD
-    keras = _keras()
+    keras = load_keras()
 
     @keras.saving.register_keras_serializable(package="explorer")
     class L2SGD(keras.optimizers.SGD):
@@ -1283,7 +1278,7 @@ TTA_VIEWS: tuple[tuple[bool, int, int], ...] = ((False, 0, 0), (True, 0, 0), (Fa
 
 def tta_view(image: Any, mirrored: bool, dy: int, dx: int) -> Any:
     """One test-time view of a (symbolic) NHWC batch: mirrored or not, then moved by (dy, dx) ≤ 1 pixel."""
-    keras = _keras()
+    keras = load_keras()
     view = keras.ops.flip(image, axis=2) if mirrored else image
     if dy or dx:
         view = keras.ops.pad(view, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="reflect")
@@ -1304,7 +1299,7 @@ def evaluate_model(model: Any, test_ds: Any, labels: np.ndarray, *, tta: bool = 
         The evaluation, or None when `should_stop` turned true in the middle.
     """
 
-    keras = _keras()
+    keras = load_keras()
     started = time.perf_counter()
     should_stop = should_stop or (lambda: False)
     batches = int(test_ds.cardinality())
@@ -1347,7 +1342,7 @@ def _EvalStopper(job: TrainJob) -> Any:  # noqa: N802
 
 
 def _make_callback_classes() -> tuple[type, type]:
-    keras = _keras()
+    keras = load_keras()
 
     class JobCallback(keras.callbacks.Callback):
         """Sets the LR from the budget, records metrics, validates, and stops on request or at the budget."""
