@@ -2,7 +2,7 @@
 
 Run: .venv/bin/python benchmarks/bench_core.py [--repeat N]
 Prints figures and ratios; asserts nothing (the machines are shared and noisy).
-Goals (issue 2): ResNet-110 ≤ 20 ms, ResNet-1001 ≤ 100 ms, and ≥ 30× faster than the Keras build.
+Goals: ResNet-110 ≤ 20 ms, ResNet-1001 ≤ 100 ms, and ≥ 30× faster than the Keras build.
 """
 
 from __future__ import annotations

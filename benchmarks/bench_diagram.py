@@ -11,7 +11,7 @@ free port and drives Chromium (Playwright) against it: the page first draws a ti
 WebAssembly Graphviz is loaded), then the benchmark presses "draw" and times how long the second
 `st.graphviz_chart` takes from the moment its element is mounted until its SVG is in the page and painted
 ("layout"), and from the click until then ("click→svg", which adds the Streamlit round trip).
-Goals (issue 3): DOT ≤ 50 ms for any default view; drawn ≤ 1 s for ResNet-110 and ≤ 2 s for ResNet-1001.
+Goals: DOT ≤ 50 ms for any default view; drawn ≤ 1 s for ResNet-110 and ≤ 2 s for ResNet-1001.
 """
 
 from __future__ import annotations

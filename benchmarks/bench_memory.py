@@ -2,7 +2,7 @@
 
 Run: .venv/bin/python benchmarks/bench_memory.py [--data-dir DIR] [--configs 200] [--seconds 15] [--trainings 3]
      [--worker process|thread]
-Prints RSS figures; asserts nothing. Goals (issue 6): RSS growth ≤ 50 MB over the rebuilds (after
+Prints RSS figures; asserts nothing. Goals: RSS growth ≤ 50 MB over the rebuilds (after
 a warm-up), and after the trainings RSS back within 200 MB of where it was before them.
 Without --data-dir (or CIFAR10_DIR), the trainings use a small generated CIFAR-10 fixture.
 """

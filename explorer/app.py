@@ -6,7 +6,6 @@ import importlib
 import logging
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script by `streamlit run explorer/app.py`
@@ -94,40 +93,16 @@ def _notices() -> None:
             st.warning(message, icon=":material/link:" if message.startswith("This link") else ":material/info:")
 
 
-def optional(module: str, name: str) -> Callable | None:
-    """A function from a tab module that may not be installed yet (None when the module does not exist)."""
-    try:
-        mod = importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if exc.name == module:
-            return None
-        raise
-    return getattr(mod, name, None)
-
-
 def _train_tab(config: ResNetConfig, ag: AnnotatedGraph) -> None:
-    render = optional("explorer.ui.train", "render_train_tab")
-    if render is None:
-        st.info("**Training arrives with issue 5.** This tab will train exactly this network on CIFAR-10 for a few "
-                "minutes, with live curves.", icon=":material/fitness_center:")
-        return
-    render(config, ag)
+    importlib.import_module("explorer.ui.train").render_train_tab(config, ag)
 
 
 def _compare_tab() -> None:
-    render = optional("explorer.ui.train", "render_compare_tab")
-    if render is None:
-        st.info("Finished trainings of this session will be compared here.", icon=":material/compare_arrows:")
-        return
-    render()
+    importlib.import_module("explorer.ui.train").render_compare_tab()
 
 
 def _lessons_tab(config: ResNetConfig, ag: AnnotatedGraph) -> None:
-    render = optional("explorer.ui.lessons", "render_lessons_tab")
-    if render is None:
-        st.info("Short lessons on why skip connections matter will appear here.", icon=":material/school:")
-        return
-    render(config, ag)
+    importlib.import_module("explorer.ui.lessons").render_lessons_tab(config, ag)
 
 
 def _training_heartbeat() -> None:

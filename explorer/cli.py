@@ -1,4 +1,4 @@
-"""Command-line interface: `python -m explorer presets | summary | dot` (headless views of one config)."""
+"""The command line `python -m explorer`: the app's views, training and prediction for one network, without a browser."""
 
 from __future__ import annotations
 

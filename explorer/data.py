@@ -687,14 +687,13 @@ def normalise(images: Any, mean: tuple[float, ...] = MEAN, std: tuple[float, ...
     return tf.cast(images, tf.float32) * scale + offset
 
 
-def augment_batch(images: Any, *, flip: bool, crop: int, seed: int | None = None) -> Any:
+def augment_batch(images: Any, *, flip: bool, crop: int) -> Any:
     """Per-image random horizontal flip and random translation of a (B, H, W, C) batch (vectorised).
 
     Args:
         images: uint8 (or float) batch.
         flip: Flip each image left-right with probability 1/2.
         crop: Pad by this many pixels (reflect) and crop back at a random offset (0 = off).
-        seed: Unused hook for deterministic tests (tf.random is seeded globally).
     """
     import tensorflow as tf
 

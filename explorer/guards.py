@@ -39,6 +39,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+from explorer import fmt
 from explorer.annotate import AnnotatedGraph
 from explorer.config import ConfigError
 
@@ -85,9 +86,8 @@ def rerun_seconds() -> float:
     return _env_float(RERUN_SECONDS_ENV) or DEFAULT_RERUN_SECONDS
 
 
-def human(n: float) -> str:
-    """Bytes in MiB/GiB, e.g. '1.4 GiB'."""
-    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / MIB:,.0f} MiB"
+human = fmt.memory
+"""Kept for importers of the old name: `fmt.memory`."""
 
 
 # --------------------------------------------------------------------------- memory
@@ -172,14 +172,14 @@ def check_training_memory(ag: AnnotatedGraph, *, batch_size: int, images: int, f
         fit = next((b for b in (512, 256, 128, 64, 32, 16, 8) if b <= room), None)
         hint = (f"use a batch size of {fit} or less" if fit and fit < batch_size
                 else "choose a shallower or narrower network, or fewer training images")
-        raise ConfigError("batch_size", f"this training needs about {human(need)} of memory, but {why}", hint)
+        raise ConfigError("batch_size", f"this training needs about {fmt.memory(need)} of memory, but {why}", hint)
 
     cap_mb = _env_float(MAX_TRAIN_MEMORY_ENV)
     if cap_mb is not None and need > cap_mb * MIB:
-        refuse(cap_mb * MIB, f"the server allows {human(cap_mb * MIB)} per training ({MAX_TRAIN_MEMORY_ENV})")
+        refuse(cap_mb * MIB, f"the server allows {fmt.memory(cap_mb * MIB)} per training ({MAX_TRAIN_MEMORY_ENV})")
     free = available_bytes() if free is None else free
     if free is not None and need > FREE_FRACTION * free:
-        refuse(FREE_FRACTION * free, f"the machine has only {human(free)} free right now")
+        refuse(FREE_FRACTION * free, f"the machine has only {fmt.memory(free)} free right now")
     return need
 
 
@@ -230,7 +230,7 @@ def check_model_size(params: int, need: int, *, what: str, hint: str, field: str
         ConfigError: `params` is above `max_params()`, or `need` above the teacher's cap
             (`EXPLORER_MAX_TRAIN_MEMORY_MB`) or above 85 % of the memory the machine has free.
     """
-    size = f"{what} has {params:,} parameters ({human(params * 4)} of weights) and needs about {human(need)} of memory"
+    size = f"{what} has {params:,} parameters ({fmt.memory(params * 4)} of weights) and needs about {fmt.memory(need)} of memory"
     cap = max_params()
     if params > cap:
         raise ConfigError(field, f"{size}, but this server builds models of at most {cap:,} parameters "
@@ -238,10 +238,10 @@ def check_model_size(params: int, need: int, *, what: str, hint: str, field: str
     limits = []
     cap_mb = _env_float(MAX_TRAIN_MEMORY_ENV)
     if cap_mb is not None:
-        limits.append((cap_mb * MIB, f"the server allows {human(cap_mb * MIB)} ({MAX_TRAIN_MEMORY_ENV})"))
+        limits.append((cap_mb * MIB, f"the server allows {fmt.memory(cap_mb * MIB)} ({MAX_TRAIN_MEMORY_ENV})"))
     free = available_bytes() if free is None else free
     if free is not None:
-        limits.append((FREE_FRACTION * free, f"the machine has only {human(free)} free right now"))
+        limits.append((FREE_FRACTION * free, f"the machine has only {fmt.memory(free)} free right now"))
     for limit, why in limits:
         if need > limit:
             fit = max(0, int((limit - (need - params * 4 * BUILD_PARAM_COPIES)) // (4 * BUILD_PARAM_COPIES)))

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from explorer import fmt
 from explorer.data import DataError, InMemoryImages
 from explorer.serverpaths import system_dir
 
@@ -406,18 +407,14 @@ def _read_listing(root: Path, listing: _Listing, size_hw: tuple[int, int], worke
     return decoded
 
 
-def _bytes(n: int) -> str:
-    return f"{n / 1024**3:.1f} GiB" if n >= 1024**3 else f"{n / 1024**2:.1f} MiB"
-
-
 def _check_budget(n_files: int, size_hw: tuple[int, int], max_images: int, max_bytes: int, where: Path) -> None:
     height, width = size_hw
     need = n_files * height * width * 3
     if n_files > max_images or need > max_bytes:
         raise DataError(
-            f"{where} holds {n_files:,} files; at {height}×{width}×3 they need {_bytes(need)} in memory, over "
-            f"the limit of {max_images:,} images / {_bytes(max_bytes)}: use a smaller input size "
-            f"(--input / the sidebar) or train on a copy with fewer images per class."
+            f"{where} holds {n_files:,} files; at {height}×{width}×3 they need {fmt.memory(need, mib_decimals=1)} in "
+            f"memory, over the limit of {max_images:,} images / {fmt.memory(max_bytes, mib_decimals=1)}: use a smaller "
+            f"input size (--input / the sidebar) or train on a copy with fewer images per class."
         )
 
 
@@ -639,8 +636,8 @@ def load_image_zip(data: bytes, *, name: str = "archive.zip", val_split: float =
                if (parts := _member_parts(info, name)) and not info.is_dir() and not any(map(_hidden, parts))]
     declared = sum(info.file_size for _, info in members)
     if declared > max_unpacked:
-        raise DataError(f"{name} unpacks to {_bytes(declared)}; at most {_bytes(max_unpacked)} are read: upload fewer "
-                        "or smaller images.")
+        raise DataError(f"{name} unpacks to {fmt.memory(declared, mib_decimals=1)}; at most "
+                        f"{fmt.memory(max_unpacked, mib_decimals=1)} are read: upload fewer or smaller images.")
     odd = [info.filename[:80] for _, info in members if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)]
     if odd:
         raise DataError(f"{name} uses a compression other than deflate ({odd[0]!r}): zip it with the usual settings.")

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from explorer import guards
+from explorer import fmt, guards
 from explorer.config import ConfigError, load_json
 from explorer.data import CLASSES, MEAN, STD
 
@@ -443,7 +443,7 @@ def check_model_archive(zf: zipfile.ZipFile, name: str, *, max_params: int | Non
                              f"{MAX_CONFIG_BYTES // MiB} MiB is read: {fix}")
     size = model_size(_json_member(zf, info, f"{name}'s config.json", fix))
     if max_params is not None and size.params > max_params:
-        raise InferenceError(f"{name} declares {size.params:,} parameters ({guards.human(size.params * 4)} of weights); "
+        raise InferenceError(f"{name} declares {size.params:,} parameters ({fmt.memory(size.params * 4)} of weights); "
                              f"models loaded here may have at most {max_params:,}: use the CLI "
                              "(`python -m explorer predict`) for larger models")
     try:
@@ -456,14 +456,14 @@ def check_model_archive(zf: zipfile.ZipFile, name: str, *, max_params: int | Non
     weights = next((i for i in zf.infolist() if i.filename == WEIGHTS_NAME), None)
     stored = weights.file_size if weights is not None else 0
     if stored < need // 2:  # (half: a model stored in 16-bit floats)
-        raise InferenceError(f"{name} declares {size.params:,} parameters ({guards.human(need)}) but its {WEIGHTS_NAME} "
+        raise InferenceError(f"{name} declares {size.params:,} parameters ({fmt.memory(need)}) but its {WEIGHTS_NAME} "
                              f"holds only {stored:,} bytes: the weights are not all there (compressed inside the HDF5 "
                              f"file, or missing), so it is refused before it is built: {fix}")
     total = sum(i.file_size for i in zf.infolist())
     allowed = int(need * 4 * WEIGHT_BYTES_MARGIN) + MAX_CONFIG_BYTES + MAX_META_BYTES  # (weights + optimizer state)
     if total > allowed:
-        raise InferenceError(f"{name} would unpack to {guards.human(total)}, far more than its {size.params:,} "
-                             f"parameters need ({guards.human(need)}): it is refused before it is read")
+        raise InferenceError(f"{name} would unpack to {fmt.memory(total)}, far more than its {size.params:,} "
+                             f"parameters need ({fmt.memory(need)}): it is refused before it is read")
     return size
 
 

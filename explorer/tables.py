@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from explorer.annotate import AnnotatedGraph, fmt_shape
+from explorer import fmt
+from explorer.annotate import AnnotatedGraph
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -42,7 +43,7 @@ def layer_table(ag: AnnotatedGraph) -> pd.DataFrame:
     import pandas as pd  # imported on first use: the app's first paint does not need it
 
     df = pd.DataFrame.from_records(layer_records(ag), columns=LAYER_COLUMNS)
-    df["output_shape"] = [fmt_shape(tuple(s)) for s in df["output_shape"]]
+    df["output_shape"] = [fmt.shape(tuple(s)) for s in df["output_shape"]]
     return df
 
 
@@ -59,23 +60,13 @@ def diagnostics_table(ag: AnnotatedGraph) -> pd.DataFrame:
 
     rows = [
         {"node": d.node, "severity": d.severity, "message": d.message,
-         "shapes": " vs ".join(fmt_shape(s) for s in d.shapes), "hint": d.hint}
+         "shapes": " vs ".join(fmt.shape(s) for s in d.shapes), "hint": d.hint}
         for d in ag.diagnostics
     ]
     return pd.DataFrame(rows, columns=["node", "severity", "message", "shapes", "hint"])
 
 
-def human(n: float, unit: str = "") -> str:
-    """12_345_678 → '12.3M' (with an optional unit)."""
-    for scale, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(n) >= scale:
-            return f"{n / scale:.3g}{suffix}{unit}"
-    return f"{n:g}{unit}"
-
-
-def human_bytes(n: float) -> str:
-    """Bytes in KiB/MiB/GiB."""
-    for scale, suffix in ((2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
-        if n >= scale:
-            return f"{n / scale:.3g} {suffix}"
-    return f"{n:g} B"
+human = fmt.count
+"""Kept for importers of the old name: `fmt.count`."""
+human_bytes = fmt.binary_bytes
+"""Kept for importers of the old name: `fmt.binary_bytes`."""

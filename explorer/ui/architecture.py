@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import streamlit as st
 
+from explorer import fmt
 from explorer.annotate import AnnotatedGraph
-from explorer.config import ConfigError, ResNetConfig
+from explorer.config import ResNetConfig
 from explorer.presets import PRESETS
-from explorer.tables import human, human_bytes
 from explorer.ui import common
 from explorer.ui.urlstate import diff_fields
 
@@ -40,20 +40,20 @@ EXPLAINER = """
 def _metrics(ag: AnnotatedGraph) -> None:
     cols = st.columns(6)
     cols[0].metric("Depth", ag.depth, help="Weighted layers on the main path: stem conv + block convs + classifier.")
-    cols[1].metric("Parameters", human(ag.total_params), help=f"{ag.total_params:,} in all")
+    cols[1].metric("Parameters", fmt.count(ag.total_params), help=f"{ag.total_params:,} in all")
     frozen = ag.frozen_params
-    cols[2].metric("Trainable", human(ag.trainable_params),
+    cols[2].metric("Trainable", fmt.count(ag.trainable_params),
                    help=f"{ag.trainable_params:,} trainable; {ag.non_trainable_params:,} non-trainable (BatchNorm statistics"
                         + (f", {frozen:,} frozen)" if frozen else ")"))
-    cols[3].metric("Non-trainable", human(ag.non_trainable_params),
+    cols[3].metric("Non-trainable", fmt.count(ag.non_trainable_params),
                    help="BatchNorm moving mean and variance" + (f", and the {frozen:,} params of the frozen layers." if frozen else "."))
     freeze = ag.config.freeze
     if freeze:
         body = "the whole body: only the head trains" if freeze == ag.config.stages else f"stem + stage 1–{freeze}"
         st.caption(f":material/ac_unit: **Fine-tuning** — frozen: {body}. **{ag.frozen_params:,}** params frozen "
                    f"(drawn icy blue), **{ag.trainable_params:,}** trainable.")
-    cols[4].metric("MACs / image", human(ag.macs), help=f"{ag.macs:,} multiply-accumulates for one image")
-    cols[5].metric("Activations / image", human_bytes(ag.activation_bytes),
+    cols[4].metric("MACs / image", fmt.count(ag.macs), help=f"{ag.macs:,} multiply-accumulates for one image")
+    cols[5].metric("Activations / image", fmt.binary_bytes(ag.activation_bytes),
                    help=f"{ag.activation_bytes:,} bytes of float32 layer outputs for one image ({len(ag.graph):,} layers)")
 
 
@@ -154,13 +154,13 @@ def _reference(config: ResNetConfig, ag: AnnotatedGraph, preset_name: str) -> No
         st.markdown(f"**Reference · {p.name}**")
         source = f"[{p.source}]({p.url})" if p.url else p.source
         st.caption(f"{source} · {p.dataset}")
-        paper_params = human(p.reported_params) if p.reported_params else "not stated"
+        paper_params = fmt.count(p.reported_params) if p.reported_params else "not stated"
         gap = ""
         if p.reported_params and not changed:
             gap = f" ({(ag.total_params - p.reported_params) / p.reported_params:+.1%})"
         err = f"{p.reported_error:g} %" if p.reported_error is not None else "not stated"
         st.markdown(
-            f"**Parameters** · ours {human(ag.total_params)}, reference {paper_params}{gap}  \n"
+            f"**Parameters** · ours {fmt.count(ag.total_params)}, reference {paper_params}{gap}  \n"
             f"**Depth** · ours {ag.depth}, reference {p.config.resolved_depth}  \n"
             f"**Test error** · reference {err} (train yours in the *Train* tab)"
         )
@@ -184,8 +184,3 @@ def render(config: ResNetConfig, ag: AnnotatedGraph, preset: str) -> None:
         _reference(config, ag, preset)
         with st.expander("What am I looking at?", expanded=True):
             st.markdown(EXPLAINER)
-
-
-def refused_banner(error: ConfigError) -> None:
-    """A refused change at the top of the page (shown on every tab until the config changes)."""
-    common.show_config_error(error, title="Not applied —")

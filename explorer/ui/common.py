@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 import streamlit as st
 
-from explorer.annotate import AnnotatedGraph, build, fmt_shape
+from explorer import fmt
+from explorer.annotate import AnnotatedGraph, build
 from explorer.config import ConfigError, ResNetConfig
 from explorer.presets import DEFAULT_PRESET, PRESETS
 
@@ -96,7 +97,7 @@ def fix_label(fix: Mapping[str, Any]) -> str:
     for key, value in fix.items():
         name = "input" if key == "input_shape" else key
         if key == "input_shape":
-            text = fmt_shape(tuple(value))
+            text = fmt.shape(tuple(value))
         elif isinstance(value, (list, tuple)):
             text = ",".join(str(v) for v in value)
         elif isinstance(value, bool):

@@ -8,7 +8,8 @@ from typing import Any
 
 import streamlit as st
 
-from explorer.annotate import AnnotatedGraph, Diagnostic, fmt_shape
+from explorer import fmt
+from explorer.annotate import AnnotatedGraph, Diagnostic
 from explorer.config import ConfigError, ResNetConfig, convs_per_block, nearest_depths
 from explorer.presets import PRESETS
 from explorer.ui import common
@@ -162,7 +163,7 @@ def _diagnostic(ag: AnnotatedGraph, d: Diagnostic, i: int) -> None:
         if d.shapes:
             labels = shape_labels(ag, d)
             sep = "  ≠  " if len(d.shapes) == 2 and ag.graph[d.node].op == "add" else "  →  "
-            st.markdown("##### " + sep.join(f":gray[{label}] {fmt_shape(s)}" for label, s in zip(labels, d.shapes, strict=True)))
+            st.markdown("##### " + sep.join(f":gray[{label}] {fmt.shape(s)}" for label, s in zip(labels, d.shapes, strict=True)))
         st.markdown(f"**Fix:** {d.hint}.")
         cols = st.columns(max(len(d.fixes), 1) + 1)
         for j, fix in enumerate(d.fixes):

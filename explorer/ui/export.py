@@ -7,11 +7,10 @@ from pathlib import Path
 
 import streamlit as st
 
-from explorer import guards
+from explorer import fmt, guards
 from explorer.annotate import AnnotatedGraph
 from explorer.config import ConfigError, ResNetConfig, load_json
 from explorer.presets import PRESETS
-from explorer.tables import human_bytes
 from explorer.ui import common
 from explorer.ui.urlstate import MAX_APP_DEPTH, diff_fields
 
@@ -126,7 +125,7 @@ def _keras_file(config: ResNetConfig, ag: AnnotatedGraph, stem: str) -> None:
     if ready:
         data = rec.get("data")
         size = len(data) if data is not None else Path(rec["path"]).stat().st_size
-        st.download_button(f"Download {stem}.keras ({human_bytes(size)})",
+        st.download_button(f"Download {stem}.keras ({fmt.binary_bytes(size)})",
                            data if data is not None else (lambda p=Path(rec["path"]): p.read_bytes()),
                            file_name=f"{stem}.keras", mime="application/octet-stream", icon=":material/download:",
                            on_click="ignore", key="download_keras")
@@ -169,7 +168,7 @@ def import_config(data: bytes, name: str = "config.json") -> tuple[ResNetConfig,
         ConfigError: Too big, not UTF-8 JSON, or not a valid config (the message says which).
     """
     if len(data) > MAX_IMPORT_BYTES:
-        raise ConfigError("config", f"{name} is {human_bytes(len(data))}; a config file is a few hundred bytes",
+        raise ConfigError("config", f"{name} is {fmt.binary_bytes(len(data))}; a config file is a few hundred bytes",
                           "export a config JSON from this tab and import that")
     obj = load_json(data, name=name)  # not UTF-8, too deep, a number too long, bad syntax: one ConfigError
     if isinstance(obj, dict) and isinstance(obj.get("config"), dict) and "layers" in obj:

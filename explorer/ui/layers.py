@@ -5,10 +5,10 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from explorer import fmt
 from explorer.annotate import AnnotatedGraph
 from explorer.config import ResNetConfig
 from explorer.graph import ROLES
-from explorer.tables import human, human_bytes
 from explorer.ui import common
 
 STAGES = "layers_stages"
@@ -77,10 +77,10 @@ def render(config: ResNetConfig, ag: AnnotatedGraph) -> None:
     c3.text_input("Name contains", key=NAME, placeholder="e.g. block1_conv")
     view = filter_layers(df, stages=ss.get(STAGES), roles=ss.get(ROLE_FILTER), name=ss.get(NAME, ""))
     st.caption(
-        f"**{len(view):,}** of {len(df):,} layers · params {human(int(view['params'].sum()))} "
-        f"(network {human(ag.total_params)}) · MACs {human(int(view['macs'].sum()))} · "
-        f"activations {human_bytes(int(view['memory_bytes'].sum()))} per image"
-        + (f" · trainable {human(int(view['trainable_params'].sum()))}, {int(view['frozen'].sum()):,} layers frozen"
+        f"**{len(view):,}** of {len(df):,} layers · params {fmt.count(int(view['params'].sum()))} "
+        f"(network {fmt.count(ag.total_params)}) · MACs {fmt.count(int(view['macs'].sum()))} · "
+        f"activations {fmt.binary_bytes(int(view['memory_bytes'].sum()))} per image"
+        + (f" · trainable {fmt.count(int(view['trainable_params'].sum()))}, {int(view['frozen'].sum()):,} layers frozen"
            if config.freeze else "")
     )
     broken = {d.node for d in ag.diagnostics}

@@ -5,7 +5,7 @@ After every script run (every rerun, every fragment poll) Streamlit 1.x calls
 That call is process-wide: it swaps Keras' global settings, resets TensorFlow's default graph and
 clears the kernel cache — under a training running in another thread. In a classroom, one
 session polling its training every second reset everybody's; two trainings at once stalled in
-their first batch for minutes (found with the load test, `tests/loadtest.py`). This module
+their first batch for minutes (found with the load test, `benchmarks/loadtest.py`). This module
 replaces that clean-up with one that leaves Keras alone (it still closes matplotlib figures, the
 other thing Streamlit cleans). The app trains many models in one process on purpose and frees
 them itself (`explorer.training.release_freed_memory`).

@@ -1,9 +1,9 @@
 """Load test with light websocket clients (not part of the default run): many sessions on one server, no browsers.
 
-Run: .venv/bin/python tests/ws_loadtest.py [--sessions 30] [--changes 10] [--trainers 5] [--cap 2] [--think 0]
+Run: .venv/bin/python benchmarks/ws_loadtest.py [--sessions 30] [--changes 10] [--trainers 5] [--cap 2] [--think 0]
                                            [--task-timeout 600] [--reconnect 0] [--reconnect-after 5] [--session-ttl S]
 
-The scenario of tests/loadtest.py, but each session is a small asyncio client (the `websockets`
+The scenario of benchmarks/loadtest.py, but each session is a small asyncio client (the `websockets`
 package that uvicorn brought) speaking the browser's protocol on ws://HOST:PORT/_stcore/stream:
 it sends protobuf `BackMsg`s (`rerun_script` with a `ClientState`: query string, the current value
 of every widget on the page, page hash, context info, cached message hashes) and reads
@@ -13,7 +13,7 @@ the CPU, the timings measure the server (nothing renders the charts and diagrams
 
 Students load a preset and step the depth slider `--changes` times (up, down, …); each change is
 timed from the BackMsg to the `script_finished` of its run ("updated page"; the arrival of the new
-title is shown too, what tests/loadtest.py waits for), and the title must name the session's own
+title is shown too, what benchmarks/loadtest.py waits for), and the title must name the session's own
 preset and the new depth. Trainers open the Train tab, set 10 s, press Train and rerun the live
 fragments on the `auto_rerun` timers as a browser does; every other one presses Stop after 4 s.
 `--reconnect N` more students (resnet56, resnet110, …) make 3 depth changes, lose their websocket
@@ -61,7 +61,7 @@ from streamlit.proto.NumberInput_pb2 import NumberInput  # noqa: E402
 from streamlit.proto.Slider_pb2 import Slider  # noqa: E402
 from streamlit.proto.WidgetStates_pb2 import WidgetState  # noqa: E402
 
-from tests.loadtest import PRESETS, scenario_parser, start_server, stop_server  # noqa: E402
+from benchmarks.loadtest import PRESETS, scenario_parser, start_server, stop_server  # noqa: E402
 
 TITLE = re.compile(r"### (\S+)(?: \(modified\))? · ResNet-(\d+)")
 FULL, FRAGMENT, EARLY = (ForwardMsg.FINISHED_SUCCESSFULLY, ForwardMsg.FINISHED_FRAGMENT_RUN_SUCCESSFULLY,
