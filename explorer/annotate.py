@@ -56,11 +56,6 @@ class LayerInfo:
     bytes: int = 0
     start: float = 0.0  # centre of output pixel (0, 0) in input pixels (rows; columns alike for square padding)
 
-    @property
-    def non_trainable(self) -> int:
-        """Non-trainable parameters (BatchNormalization moving statistics, and all of a frozen layer's)."""
-        return self.params - self.trainable
-
 
 @dataclass
 class AnnotatedGraph:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from explorer.annotate import AnnotatedGraph, build, fmt_shape
 from explorer.config import ConfigError, ResNetConfig
 from explorer.graph import BlockInfo, Graph, Node
+from explorer.ops import OPS, Regularizer
 
 # Mirrors keras_build.recursion_limit's rule: deep functional builds need a higher limit.
 RECURSION_NODES = 400
@@ -43,15 +44,18 @@ class ZeroPadShortcut(keras.layers.Layer):
         return {**super().get_config(), "stride": self.stride, "channels": self.channels}
 '''
 
+# The source of the explorer's own layers (`Op.custom`), written into a file that uses them.
+CUSTOM_LAYER_SOURCE = {"ZeroPadShortcut": ZERO_PAD_SHORTCUT_SOURCE}
+
 
 class CodegenError(ConfigError):
     """The network cannot become Keras source (it does not fit together)."""
 
 
 def _lit(value: object) -> str:
-    """A Python literal for an attribute value."""
-    if isinstance(value, float):
-        return repr(value)
+    """A Python literal for an argument from the op table (a `Regularizer` becomes its constructor call)."""
+    if isinstance(value, Regularizer):
+        return f"regularizers.{value.kind}({_lit(value.factor)})"
     if isinstance(value, str):
         return f'"{value}"'
     return repr(value)
@@ -67,49 +71,27 @@ def layer_call(node: Node, name_expr: str) -> str:
     Raises:
         CodegenError: The node has an op or attribute this generator does not know.
     """
-    a = dict(node.attrs)
-    op = node.op
-    known = {
-        "conv": {"filters", "kernel", "stride", "padding", "bias", "initializer", "l2"},
-        "bn": {"epsilon", "gamma"},
-        "relu": set(), "dropout": {"rate"}, "add": set(), "zero_pad": {"pad"},
-        "maxpool": {"size", "stride", "padding"}, "avgpool": {"size", "stride", "padding"},
-        "gap": set(), "flatten": set(), "dense": {"units", "activation", "initializer"},
-        "zero_pad_shortcut": {"stride", "channels"},
-    }
-    if op not in known:
-        raise CodegenError("codegen", f"no Keras source for op {op!r} ({node.name})", "export the .keras file instead")
-    extra = set(a) - known[op]
+    spec = OPS.get(node.op)
+    if spec is None or spec.arguments is None:
+        raise CodegenError("codegen", f"no Keras source for op {node.op!r} ({node.name})", "export the .keras file instead")
+    extra = set(node.attrs) - spec.attrs
     if extra:
         raise CodegenError("codegen", f"{node.name} has attributes the source export does not know: {sorted(extra)}",
                            "export the .keras file instead")
-    n = f"name={name_expr}"
-    if op == "conv":
-        reg = f", kernel_regularizer=regularizers.L2({_lit(float(a['l2']))})" if a["l2"] > 0 else ""
-        return (f"layers.Conv2D({a['filters']}, {a['kernel']}, strides={a['stride']}, padding={_lit(a['padding'])}, "
-                f"use_bias={a['bias']}, kernel_initializer={_lit(a['initializer'])}{reg}, {n})")
-    if op == "bn":
-        gamma = f", gamma_initializer={_lit(a['gamma'])}" if a.get("gamma", "ones") != "ones" else ""
-        return f"layers.BatchNormalization(epsilon={_lit(float(a['epsilon']))}{gamma}, {n})"
-    if op == "relu":
-        return f'layers.Activation("relu", {n})'
-    if op == "dropout":
-        return f"layers.Dropout({_lit(float(a['rate']))}, {n})"
-    if op == "add":
-        return f"layers.Add({n})"
-    if op == "zero_pad":
-        return f"layers.ZeroPadding2D({a['pad']}, {n})"
-    if op in ("maxpool", "avgpool"):
-        cls = "MaxPooling2D" if op == "maxpool" else "AveragePooling2D"
-        return f"layers.{cls}({a['size']}, strides={a['stride']}, padding={_lit(a['padding'])}, {n})"
-    if op == "gap":
-        return f"layers.GlobalAveragePooling2D({n})"
-    if op == "flatten":
-        return f"layers.Flatten({n})"
-    if op == "dense":
-        return (f"layers.Dense({a['units']}, activation={_lit(a['activation'])}, "
-                f"kernel_initializer={_lit(a['initializer'])}, {n})")
-    return f"ZeroPadShortcut({a['stride']}, {a['channels']}, {n})"
+    args, kwargs = spec.arguments(node.attrs)
+    parts = [_lit(v) for v in args] + [f"{k}={_lit(v)}" for k, v in kwargs.items()] + [f"name={name_expr}"]
+    cls = spec.keras_class if spec.custom else f"layers.{spec.keras_class}"
+    return f"{cls}({', '.join(parts)})"
+
+
+def _uses_regularizers(graph: Graph) -> bool:
+    """Whether any layer of the graph gets a regularizer (so the source imports `keras.regularizers`)."""
+    for node in graph:
+        spec = OPS.get(node.op)
+        if spec is not None and spec.arguments is not None:
+            if any(isinstance(v, Regularizer) for v in spec.arguments(node.attrs)[1].values()):
+                return True
+    return False
 
 
 @dataclass
@@ -303,10 +285,10 @@ def keras_source(source: AnnotatedGraph | ResNetConfig, *, preset: str | None = 
             steps.append(_Step(node.name, node.inputs, node.role, node=node))
 
     lines = _header(ag, preset)
-    uses_l2 = any(n.op == "conv" and n.attrs["l2"] > 0 for n in graph)
-    lines += ["import sys", "", "import keras", f"from keras import layers{', regularizers' if uses_l2 else ''}", ""]
-    if any(n.op == "zero_pad_shortcut" for n in graph):
-        lines += ["", *ZERO_PAD_SHORTCUT_SOURCE.strip("\n").splitlines(), ""]
+    regularizers = ", regularizers" if _uses_regularizers(graph) else ""
+    lines += ["import sys", "", "import keras", f"from keras import layers{regularizers}", ""]
+    for cls in dict.fromkeys(OPS[n.op].keras_class for n in graph if OPS[n.op].custom):
+        lines += ["", *CUSTOM_LAYER_SOURCE[cls].strip("\n").splitlines(), ""]
     lines += [""]
     for sig, fname in functions.items():
         lines += _block_function(ag, users[sig][0], fname, users[sig])

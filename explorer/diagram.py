@@ -11,6 +11,7 @@ from html import escape as _html
 
 import graphviz
 
+from explorer import ops
 from explorer.annotate import AnnotatedGraph, Diagnostic, fmt_shape
 from explorer.config import ConfigError
 from explorer.graph import BlockInfo, Node
@@ -109,30 +110,7 @@ def op_label(node: Node) -> str:
     Returns:
         The label text (single line).
     """
-    a = node.attrs
-    op = node.op
-    if op == "conv":
-        return f"{a['kernel']}×{a['kernel']} conv, {a['filters']}{_stride(a['stride'])}"
-    if op in ("maxpool", "avgpool"):
-        kind = "max" if op == "maxpool" else "avg"
-        return f"{a['size']}×{a['size']} {kind}-pool{_stride(a['stride'])}"
-    if op == "dense":
-        act = a.get("activation")
-        return f"dense {a['units']}" + (f", {act}" if act else "")
-    if op == "zero_pad_shortcut":
-        return f"zero-pad to {a['channels']}{_stride(a['stride'])}"
-    if op == "zero_pad":
-        return f"zero-pad {a['pad']}"
-    if op == "dropout":
-        return f"dropout {a['rate']:g}"
-    return {
-        "input": "input",
-        "bn": "BN",
-        "relu": "ReLU",
-        "add": "+",
-        "gap": "global avg pool",
-        "flatten": "flatten",
-    }.get(op, op)
+    return ops.label(node.op, node.attrs)
 
 
 def _conv_short(node: Node) -> str:

@@ -7,23 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from explorer.config import ResNetConfig
-
-# The Keras layer class each op becomes (kept here so no view needs Keras to name it).
-KERAS_CLASS = {
-    "input": "InputLayer",
-    "conv": "Conv2D",
-    "bn": "BatchNormalization",
-    "relu": "Activation",
-    "dropout": "Dropout",
-    "add": "Add",
-    "zero_pad": "ZeroPadding2D",
-    "maxpool": "MaxPooling2D",
-    "avgpool": "AveragePooling2D",
-    "gap": "GlobalAveragePooling2D",
-    "flatten": "Flatten",
-    "dense": "Dense",
-    "zero_pad_shortcut": "ZeroPadShortcut",
-}
+from explorer.ops import OPS
 
 ROLES = ("input", "stem", "main", "shortcut", "head")
 
@@ -48,7 +32,7 @@ class Node:
 
     Attributes:
         name: Stable name; also the Keras layer name, DOT node id and table row.
-        op: Operation kind (a key of KERAS_CLASS).
+        op: Operation kind (a key of `explorer.ops.OPS`).
         inputs: Names of the input nodes; for "add", (main path, shortcut).
         attrs: Op attributes (filters, kernel, stride, padding, bias, units, ...).
         stage: 0 for input and stem, 1..S for stages, S+1 for the head.
@@ -67,7 +51,7 @@ class Node:
     @property
     def keras_class(self) -> str:
         """The Keras layer class this node becomes."""
-        return KERAS_CLASS[self.op]
+        return OPS[self.op].keras_class
 
 
 @dataclass(frozen=True)

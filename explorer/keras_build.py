@@ -11,6 +11,7 @@ from explorer.annotate import AnnotatedGraph, build
 from explorer.backend import load_keras
 from explorer.config import ConfigError, ResNetConfig
 from explorer.graph import Node
+from explorer.ops import OPS, Regularizer
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras
@@ -72,40 +73,26 @@ def recursion_limit(limit: int) -> Iterator[None]:
         sys.setrecursionlimit(old)
 
 
+# The explorer's own layers by class name (`Op.custom`), each made and registered on first use.
+_CUSTOM_LAYERS = {"ZeroPadShortcut": zero_pad_shortcut_class}
+
+
 def _layer(node: Node, keras: Any, prefix: str = "") -> Any:
-    a = node.attrs
-    L = keras.layers
-    name = prefix + node.name
-    op = node.op
-    if op == "conv":
-        reg = keras.regularizers.L2(a["l2"]) if a["l2"] > 0 else None
-        return L.Conv2D(
-            a["filters"], a["kernel"], strides=a["stride"], padding=a["padding"], use_bias=a["bias"],
-            kernel_initializer=a["initializer"], kernel_regularizer=reg, name=name,
-        )
-    if op == "bn":
-        return L.BatchNormalization(epsilon=a["epsilon"], gamma_initializer=a.get("gamma", "ones"), name=name)
-    if op == "relu":
-        return L.Activation("relu", name=name)
-    if op == "dropout":
-        return L.Dropout(a["rate"], name=name)
-    if op == "add":
-        return L.Add(name=name)
-    if op == "zero_pad":
-        return L.ZeroPadding2D(a["pad"], name=name)
-    if op == "maxpool":
-        return L.MaxPooling2D(a["size"], strides=a["stride"], padding=a["padding"], name=name)
-    if op == "avgpool":
-        return L.AveragePooling2D(a["size"], strides=a["stride"], padding=a["padding"], name=name)
-    if op == "gap":
-        return L.GlobalAveragePooling2D(name=name)
-    if op == "flatten":
-        return L.Flatten(name=name)
-    if op == "dense":
-        return L.Dense(a["units"], activation=a["activation"], kernel_initializer=a["initializer"], name=name)
-    if op == "zero_pad_shortcut":
-        return zero_pad_shortcut_class()(a["stride"], a["channels"], name=name)
-    raise ValueError(f"no Keras layer for op {op!r}")  # pragma: no cover - every op is mapped
+    """A new Keras layer for one node, from its entry in `explorer.ops.OPS`."""
+    spec = OPS[node.op]
+    if spec.arguments is None:  # pragma: no cover - the input is keras.Input, never a layer call
+        raise ValueError(f"no Keras layer for op {node.op!r}")
+    args, kwargs = spec.arguments(node.attrs)
+    kwargs = {key: _keras_value(value, keras) for key, value in kwargs.items()}
+    cls = _CUSTOM_LAYERS[spec.keras_class]() if spec.custom else getattr(keras.layers, spec.keras_class)
+    return cls(*args, **kwargs, name=prefix + node.name)
+
+
+def _keras_value(value: Any, keras: Any) -> Any:
+    """An argument from the op table as Keras wants it (a `Regularizer` becomes the regularizer object)."""
+    if isinstance(value, Regularizer):
+        return getattr(keras.regularizers, value.kind)(value.factor)
+    return value
 
 
 def build_model(source: AnnotatedGraph | ResNetConfig, *, name: str = "resnet") -> keras.Model:

@@ -1,4 +1,4 @@
-"""Annotated graph → pandas DataFrames (the per-layer table and the totals), never re-deriving anything."""
+"""Annotated graph → the per-layer records and their pandas table (never re-deriving anything)."""
 
 from __future__ import annotations
 
@@ -45,25 +45,6 @@ def layer_table(ag: AnnotatedGraph) -> pd.DataFrame:
     df = pd.DataFrame.from_records(layer_records(ag), columns=LAYER_COLUMNS)
     df["output_shape"] = [fmt.shape(tuple(s)) for s in df["output_shape"]]
     return df
-
-
-def totals_table(ag: AnnotatedGraph) -> pd.DataFrame:
-    """Headline totals as a two-column table (quantity, value)."""
-    import pandas as pd  # imported on first use: the app's first paint does not need it
-
-    return pd.DataFrame(list(ag.totals().items()), columns=["quantity", "value"])
-
-
-def diagnostics_table(ag: AnnotatedGraph) -> pd.DataFrame:
-    """One row per diagnostic: node, severity, message, shapes, hint."""
-    import pandas as pd  # imported on first use: the app's first paint does not need it
-
-    rows = [
-        {"node": d.node, "severity": d.severity, "message": d.message,
-         "shapes": " vs ".join(fmt.shape(s) for s in d.shapes), "hint": d.hint}
-        for d in ag.diagnostics
-    ]
-    return pd.DataFrame(rows, columns=["node", "severity", "message", "shapes", "hint"])
 
 
 human = fmt.count

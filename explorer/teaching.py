@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import graphviz
 
+from explorer import ops
 from explorer.annotate import AnnotatedGraph, build, fmt_shape
 from explorer.config import ResNetConfig
 from explorer.graph import Node
@@ -111,15 +112,6 @@ def anatomy(config: ResNetConfig, axis: str) -> tuple[Anatomy, Anatomy]:
     )
 
 
-def _label(node: Node) -> str:
-    a = node.attrs
-    if node.op == "conv":
-        stride = f", /{a['stride']}" if a["stride"] > 1 else ""
-        return f"{a['kernel']}×{a['kernel']} conv, {a['filters']}{stride}"
-    return {"bn": "BatchNorm", "relu": "ReLU", "add": "add", "zero_pad": "pad", "maxpool": "1×1 max-pool /2",
-            "zero_pad_shortcut": "zero-pad shortcut"}.get(node.op, node.op)
-
-
 def anatomy_dot(pair: tuple[Anatomy, Anatomy]) -> str:
     """Both blocks side by side as DOT; nodes that differ are highlighted."""
     dot = graphviz.Digraph("anatomy", graph_attr={"rankdir": "TB", "fontname": "Helvetica", "newrank": "true"},
@@ -135,7 +127,7 @@ def anatomy_dot(pair: tuple[Anatomy, Anatomy]) -> str:
             for node, shape in zip(side.nodes, side.shapes, strict=True):
                 fill = "#fff1c2" if node.name in side.changed else ("#dbeafe" if node.role == "shortcut" else "white")
                 pen = "#bf8700" if node.name in side.changed else "#57606a"
-                sub.node(prefix + node.name, f"{_label(node)}\n{shape}", fillcolor=fill, color=pen, tooltip=node.name)
+                sub.node(prefix + node.name, f"{ops.anatomy_label(node.op, node.attrs)}\n{shape}", fillcolor=fill, color=pen, tooltip=node.name)
                 for src in node.inputs:
                     skip = node.op == "add" and src == node.inputs[-1]
                     style = {"style": "dashed", "color": "#1f6feb", "penwidth": "2"} if skip else {}
