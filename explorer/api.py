@@ -12,7 +12,7 @@ from explorer.presets import get_preset
 
 
 def config_of(spec: str | ResNetConfig | dict, **overrides: Any) -> ResNetConfig:
-    """A config from a preset name, a config or a dict of fields, with keyword overrides (validated)."""
+    """A config from a preset name, a config or a dict of fields, with keyword overrides (`ResNetConfig.with_changes`)."""
     if isinstance(spec, str):
         base = get_preset(spec).config
     elif isinstance(spec, ResNetConfig):
@@ -22,11 +22,7 @@ def config_of(spec: str | ResNetConfig | dict, **overrides: Any) -> ResNetConfig
     else:
         raise ConfigError("config", f"cannot make a config from {type(spec).__name__}",
                           "give a preset name, a ResNetConfig or a dict of fields")
-    if "blocks" in overrides and "depth" not in overrides:
-        overrides["depth"] = None
-    if "depth" in overrides and "blocks" not in overrides:
-        overrides["blocks"] = None
-    return ResNetConfig.from_dict({**base.to_dict(), **overrides}) if overrides else base
+    return base.with_changes(**overrides)
 
 
 def describe(spec: str | ResNetConfig | dict, **overrides: Any) -> AnnotatedGraph:

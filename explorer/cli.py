@@ -10,19 +10,7 @@ from pathlib import Path
 
 from explorer import files
 from explorer.annotate import AnnotatedGraph, build
-from explorer.config import (
-    BLOCKS,
-    DOWNSAMPLE,
-    HEADS,
-    SHORTCUTS,
-    STEMS,
-    STRIDE_AT,
-    WIDTH_RULES,
-    ConfigError,
-    ResNetConfig,
-    parse_input_shape,
-    parse_int_list,
-)
+from explorer.config import FIELDS, ConfigError, Field, ResNetConfig
 from explorer.presets import PRESETS, get_preset
 
 EXIT_OK, EXIT_USAGE, EXIT_DIAGNOSTICS = 0, 2, 3
@@ -55,24 +43,21 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
     src = g.add_mutually_exclusive_group()
     src.add_argument("--preset", metavar="NAME", help=f"start from a preset: {', '.join(PRESETS)}")
     src.add_argument("--config", metavar="FILE.json", help="start from a config JSON file (as printed by summary --json)")
-    g.add_argument("--version", type=int, choices=(1, 2), help="1 = post-activation, 2 = pre-activation")
-    g.add_argument("--block", choices=BLOCKS)
-    g.add_argument("--depth", type=int, metavar="N", help="weighted layers, e.g. 20 (6n+2) or 164 (9n+2)")
-    g.add_argument("--blocks", metavar="3,4,6,3", help="explicit blocks per stage (sets the number of stages)")
-    g.add_argument("--stages", type=int, metavar="N")
-    g.add_argument("--filters", type=int, metavar="N", help="base filters (stem and first stage)")
-    g.add_argument("--widths", metavar="16,32,64", help="explicit inner width per stage")
-    g.add_argument("--width-rule", choices=WIDTH_RULES)
-    g.add_argument("--shortcut", choices=SHORTCUTS)
-    g.add_argument("--stride-at", choices=STRIDE_AT)
-    g.add_argument("--downsample", choices=DOWNSAMPLE)
-    g.add_argument("--stem", choices=STEMS)
-    g.add_argument("--head", choices=HEADS)
-    g.add_argument("--dropout", type=float, metavar="RATE")
-    g.add_argument("--input", metavar="HxWxC", help="input shape, e.g. 32x32x3")
-    g.add_argument("--classes", type=int, metavar="N")
-    g.add_argument("--freeze", type=int, metavar="K", help="fine-tuning: freeze the stem and the first K stages "
-                   "(0 = train everything; the number of stages = only the head trains)")
+    for field in FIELDS:
+        if field.cli:
+            g.add_argument(f"--{field.cli}", **_flag_args(field))
+
+
+def _flag_args(field: Field) -> dict:
+    """argparse's keyword arguments for the flag of a config field (lists and shapes are read by `Field.parse`)."""
+    kwargs: dict = {"metavar": field.cli_metavar, "help": field.cli_help}
+    if field.kind == "choice":
+        kwargs["choices"] = field.choices
+    if field.kind in ("int", "depth") or (field.kind == "choice" and isinstance(field.choices[0], int)):
+        kwargs["type"] = int
+    elif field.kind == "float":
+        kwargs["type"] = float
+    return kwargs
 
 
 def check_path(value: str | None, *, want: str, flag: str, give: str) -> None:
@@ -132,7 +117,7 @@ def read_config_file(path: str) -> ResNetConfig:
 
 
 def config_from_args(args: argparse.Namespace) -> ResNetConfig:
-    """The config the flags describe: a preset or file (or the default) with overrides applied."""
+    """The config the flags describe: a preset or file (or the default) with overrides applied (`with_changes`)."""
     if args.preset:
         base = get_preset(args.preset).config
     elif args.config:
@@ -140,29 +125,13 @@ def config_from_args(args: argparse.Namespace) -> ResNetConfig:
     else:
         base = ResNetConfig()
     changes: dict = {}
-    for field in ("version", "block", "stages", "filters", "shortcut", "stem", "head", "dropout", "classes",
-                  "width_rule", "stride_at", "downsample", "freeze"):
-        value = getattr(args, field)
+    for field in FIELDS:
+        value = getattr(args, field.dest) if field.cli else None
         if value is not None:
-            changes[field] = value
-    if args.widths is not None:
-        changes["widths"] = parse_int_list("widths", args.widths)
-    if args.input is not None:
-        changes["input_shape"] = parse_input_shape(args.input)
-    if args.blocks is not None:
-        blocks = parse_int_list("blocks", args.blocks)
-        changes.update(blocks=blocks, depth=None)
-        changes.setdefault("stages", len(blocks))
-    if args.depth is not None:
-        changes.update(depth=args.depth, blocks=None)
-        if args.blocks is not None:
-            raise ConfigError("depth", "give either --depth or --blocks, not both", "drop one of them")
-    if "stages" in changes and "blocks" not in changes and base.blocks is not None:
-        changes["blocks"] = None
-        changes.setdefault("depth", base.resolved_depth)
-    if "stages" in changes and "widths" not in changes and base.widths is not None:
-        changes["widths"] = None
-    return ResNetConfig.from_dict({**base.to_dict(), **changes})
+            changes[field.name] = field.parse(value) if field.kind in ("ints", "shape") else value
+    if "blocks" in changes and "depth" in changes:
+        raise ConfigError("depth", "give either --depth or --blocks, not both", "drop one of them")
+    return base.with_changes(**changes)
 
 
 def summary_json(ag: AnnotatedGraph) -> dict:

@@ -1,4 +1,4 @@
-"""The one input of the explorer: a frozen `ResNetConfig`, its options, depth rules and validation."""
+"""The one input of the explorer: a frozen `ResNetConfig`, the FIELDS table every front end reads, depth rules and validation."""
 
 from __future__ import annotations
 
@@ -22,13 +22,43 @@ PROJECTION_FROM = ("preact", "input")
 CONV_BIAS = ("auto", "always", "never")
 INITIALIZERS = ("he_normal", "he_uniform", "glorot_uniform", "glorot_normal")
 
-SHORTCUT_HELP = {
-    "A": "identity; zero-pads new channels and subsamples when the shape changes (no parameters)",
-    "B": "identity; 1×1 projection when the width changes, 1×1 max-pool subsample when only the size does",
-    "C": "1×1 projection on every block",
-    "identity": "always identity: breaks where the shape changes (for teaching)",
-    "none": "plain network: no skip connection at all",
+
+@dataclass(frozen=True)
+class ShortcutText:
+    """How the pages name one kind of shortcut.
+
+    Attributes:
+        label: The option's label in the sidebar (config `shortcut` options only).
+        help: What the option does (the sidebar's caption under it).
+        edge: How the diagram names a shortcut edge of this kind (graph edge kinds only).
+    """
+
+    label: str = ""
+    help: str = ""
+    edge: str = ""
+
+
+SHORTCUT_TEXT = {
+    "A": ShortcutText(label="A · zero-pad (no params)",
+                      help="identity; zero-pads new channels and subsamples when the shape changes (no parameters)"),
+    "B": ShortcutText(label="B · project when needed",
+                      help="identity; 1×1 projection when the width changes, 1×1 max-pool subsample when only the size does"),
+    "C": ShortcutText(label="C · always project", help="1×1 projection on every block"),
+    "identity": ShortcutText(label="identity (breaks on shape change)",
+                             help="always identity: breaks where the shape changes (for teaching)", edge="identity shortcut"),
+    "zero_pad": ShortcutText(edge="zero-pad shortcut (A)"),
+    "projection": ShortcutText(edge="projection shortcut (1×1 conv)"),
+    "subsample": ShortcutText(edge="subsample shortcut (1×1 max-pool)"),
+    "none": ShortcutText(label="none (plain network)", help="plain network: no skip connection at all",
+                         edge="no shortcut (plain)"),
 }
+"""Every shortcut word the pages show: the `shortcut` options (A, B, C, identity, none) and the graph's edge kinds."""
+
+SHORTCUT_HELP = {kind: SHORTCUT_TEXT[kind].help for kind in SHORTCUTS}
+"""What each `shortcut` option does."""
+
+SHORTCUT_NAMES = {kind: text.edge for kind, text in SHORTCUT_TEXT.items() if text.edge}
+"""The diagram's name of each shortcut edge kind (identity, zero_pad, projection, subsample, none)."""
 
 # ImageNet depths whose blocks per stage are not an equal split (He et al. 2015, Table 1).
 IMAGENET_BLOCKS = {
@@ -140,6 +170,218 @@ def _as_tuple(value: Any) -> Any:
     return tuple(value) if isinstance(value, list) else value
 
 
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+@dataclass(frozen=True, kw_only=True)
+class Field:
+    """One config field as every front end offers it: its values, CLI flag, URL name and sidebar widget.
+
+    Attributes:
+        name: The `ResNetConfig` attribute (and JSON key).
+        kind: How its values look: "choice", "int", "float", "bool", "depth" (a whole number, or None when
+            blocks per stage give it), "ints" (comma-separated whole numbers, or None) or "shape" (HxWxC).
+        choices: The options of a "choice" field.
+        low: The smallest value of an "int" or "float" field.
+        high: The largest value of an "int" or "float" field (None: the value of `high_field`).
+        high_open: `high` itself is out of range.
+        high_field: The field whose value is the largest one (`freeze` ≤ `stages`).
+        range_note: Words after "out of range" in the message, e.g. " (stages to freeze)".
+        label: The sidebar widget's label (default: the name in words).
+        help: The sidebar widget's help text.
+        labels: Option → the text the widget shows for it.
+        captions: Option → the caption under it (radio buttons).
+        widget: The Streamlit widget ("radio", "selectbox", "select_slider", "number_input", "checkbox",
+            "text_input"); None where the sidebar draws its own (blocks per stage, the input shape).
+        widget_args: More keyword arguments of the widget (step, format, horizontal, a narrower range).
+        v2_only: Only pre-activation (v2) networks use it: the widget is disabled for v1.
+        section: Where the sidebar shows it: "network", "data", "fine-tuning" or "advanced" (the advanced
+            options show every advanced field their layout does not place).
+        cli: The CLI flag without its dashes (`width-rule`); None when the CLI has none.
+        cli_metavar: The flag's metavar.
+        cli_help: The flag's help.
+        url: The query-parameter name (default: the name; `input` for `input_shape`, as the CLI).
+    """
+
+    name: str
+    kind: str
+    choices: tuple = ()
+    low: int | float | None = None
+    high: int | float | None = None
+    high_open: bool = False
+    high_field: str | None = None
+    range_note: str = ""
+    label: str = ""
+    help: str | None = None
+    labels: dict[Any, str] | None = None
+    captions: dict[Any, str] | None = None
+    widget: str | None = None
+    widget_args: dict[str, Any] = dataclasses.field(default_factory=dict)
+    v2_only: bool = False
+    section: str = "advanced"
+    cli: str | None = None
+    cli_metavar: str | None = None
+    cli_help: str | None = None
+    url: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.label:
+            object.__setattr__(self, "label", self.name.replace("_", " ").capitalize())
+        if not self.url:
+            object.__setattr__(self, "url", self.name)
+
+    @property
+    def dest(self) -> str:
+        """The argparse destination of the CLI flag (`width_rule` for `--width-rule`)."""
+        return (self.cli or self.name).replace("-", "_")
+
+    def check(self, value: Any, config: ResNetConfig) -> None:
+        """Validate a "choice", "bool", "int" or "float" value (the other kinds are checked by `ResNetConfig`).
+
+        Raises:
+            ConfigError: The value is of the wrong type or out of range.
+        """
+        if self.kind == "choice":
+            _choice(self.name, value, self.choices)
+        elif self.kind == "bool":
+            if not isinstance(value, bool):
+                raise ConfigError(self.name, f"{_shown(value)} is not true/false", "give true or false")
+        elif self.kind == "int":
+            high = getattr(config, self.high_field) if self.high_field else self.high
+            _int_range(self.name, value, self.low, high, self.range_note)
+        elif self.kind == "float":
+            _float_range(self.name, value, self.low, self.high, high_open=self.high_open)
+
+    def parse(self, text: str) -> Any:
+        """Read the value from its text form, as the CLI and links write it (32x32x3, 3,4,6,3, true, 0.0001).
+
+        Raises:
+            ConfigError: The text is not a value of this kind (the range is checked by `ResNetConfig`).
+        """
+        if self.kind == "shape":
+            return parse_input_shape(text)
+        if self.kind == "ints":
+            return parse_int_list(self.name, text)
+        if self.kind == "bool":
+            if text.lower() in _TRUE:
+                return True
+            if text.lower() in _FALSE:
+                return False
+            raise ConfigError(self.name, f"{text!r} is not true/false", "write true or false")
+        if self.kind in ("int", "depth") or (self.kind == "choice" and isinstance(self.choices[0], int)):
+            try:
+                return int(text)
+            except ValueError:
+                hint = "give a depth such as 20 or 110" if self.kind == "depth" else "give a whole number"
+                raise ConfigError(self.name, f"{text!r} is not a whole number", hint) from None
+        if self.kind == "float":
+            try:
+                value = float(text)
+            except ValueError:
+                raise ConfigError(self.name, f"{text!r} is not a number", "give a number such as 0.0001") from None
+            if not math.isfinite(value):
+                raise ConfigError(self.name, f"{text!r} is not a finite number", "give a number such as 0.0001")
+            return value
+        return text
+
+    def format(self, value: Any) -> str:
+        """The text form of a value (what `parse` reads back); "" for None."""
+        if value is None:
+            return ""
+        if self.kind == "shape":
+            return "x".join(str(v) for v in value)
+        if isinstance(value, tuple):
+            return ",".join(str(v) for v in value)
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, float):
+            return repr(value) if value else "0"
+        return str(value)
+
+
+FIELDS = (
+    Field(name="version", kind="choice", choices=VERSIONS, section="network", widget="radio",
+          labels={1: "v1 · post-act", 2: "v2 · pre-act"}, widget_args={"horizontal": True},
+          help="v1 (He et al. 2015): conv → BN → ReLU, ReLU after the add. "
+               "v2 (He et al. 2016): BN → ReLU → conv, nothing after the add.",
+          cli="version", cli_help="1 = post-activation, 2 = pre-activation"),
+    Field(name="block", kind="choice", choices=BLOCKS, section="network", widget="radio", widget_args={"horizontal": True},
+          help="basic: two 3×3 convs. bottleneck: 1×1 (reduce) → 3×3 → 1×1 (expand ×4).", cli="block"),
+    Field(name="depth", kind="depth", section="network", widget="select_slider",
+          help="Weighted layers on the main path: stem conv + block convs + the classifier. "
+               "Only depths that fit the rule are offered; set blocks per stage for any other split.",
+          cli="depth", cli_metavar="N", cli_help="weighted layers, e.g. 20 (6n+2) or 164 (9n+2)"),
+    Field(name="blocks", kind="ints", section="network", label="Blocks per stage",
+          help="e.g. 3, 4, 6, 3 for ResNet-34/50. Overrides the depth slider.",
+          cli="blocks", cli_metavar="3,4,6,3", cli_help="explicit blocks per stage (sets the number of stages)"),
+    Field(name="stages", kind="int", low=1, high=MAX_STAGES, section="network", widget="number_input",
+          widget_args={"step": 1}, help="Each stage after the first halves height and width and doubles the width.",
+          cli="stages", cli_metavar="N"),
+    Field(name="filters", kind="int", low=1, high=MAX_FILTERS, section="network", label="Base filters",
+          widget="number_input", widget_args={"step": 8}, help="Width of the stem and of the first stage.",
+          cli="filters", cli_metavar="N", cli_help="base filters (stem and first stage)"),
+    Field(name="width_rule", kind="choice", choices=WIDTH_RULES, widget="radio", widget_args={"horizontal": True},
+          help="double: stage i has filters·2^i. keras: the Keras v2 example (out = 4× the input in stage 1, "
+               "2× afterwards; bottleneck only).", cli="width-rule"),
+    Field(name="widths", kind="ints", label="Widths per stage", widget="text_input",
+          widget_args={"placeholder": "e.g. 16,32,64 (empty: from filters)"},
+          help="Explicit inner width of each stage; overrides base filters and the width rule.",
+          cli="widths", cli_metavar="16,32,64", cli_help="explicit inner width per stage"),
+    Field(name="expansion", kind="int", low=1, high=16, label="Bottleneck expansion", widget="number_input",
+          widget_args={"step": 1}),
+    Field(name="shortcut", kind="choice", choices=SHORTCUTS, section="network", widget="radio",
+          labels={kind: SHORTCUT_TEXT[kind].label for kind in SHORTCUTS}, captions=SHORTCUT_HELP,
+          help="How a block's input reaches its add when the main path changes the shape.", cli="shortcut"),
+    Field(name="stride_at", kind="choice", choices=STRIDE_AT, widget="radio",
+          help="Which conv of a downsampling block strides: the first, or the 3×3.", cli="stride-at"),
+    Field(name="downsample", kind="choice", choices=DOWNSAMPLE, label="Downsample in", widget="radio",
+          help="first: first block of stages 2…; last: last block of stages 1…S-1 (keras.applications v2).",
+          cli="downsample"),
+    Field(name="first_preact", kind="bool", label="First block has its own BN-ReLU", widget="checkbox", v2_only=True,
+          help="v2: the Keras example and the tutorial leave it out (the stem already has one)."),
+    Field(name="projection_from", kind="choice", choices=PROJECTION_FROM, widget="radio", v2_only=True,
+          help="v2: a projection shortcut starts after the block's BN-ReLU (preact) or from the raw input."),
+    Field(name="projection_bn", kind="bool", label="BatchNorm on projection shortcuts", widget="checkbox"),
+    Field(name="stem", kind="choice", choices=STEMS, section="network", widget="selectbox",
+          labels={"cifar": "cifar · 3×3 conv", "imagenet": "imagenet · 7×7/2 conv, 3×3/2 pool",
+                  "tutorial": "tutorial · 3×3 conv, dropout"},
+          help="The layers before the first stage.", cli="stem"),
+    Field(name="head", kind="choice", choices=HEADS, section="network", widget="selectbox",
+          labels={"gap": "gap · global avg pool → dense", "flatten": "flatten · AvgPool(8) → flatten → dense",
+                  "tutorial": "tutorial · … dense 512, BN, dropout → dense"},
+          help="The layers after the last stage, ending in the softmax classifier.", cli="head"),
+    Field(name="dropout", kind="float", low=0.0, high=1.0, high_open=True, label="Dropout before dense",
+          widget="number_input", widget_args={"max_value": 0.95, "step": 0.05}, cli="dropout", cli_metavar="RATE"),
+    Field(name="input_shape", kind="shape", section="data", label="Input", url="input",
+          cli="input", cli_metavar="HxWxC", cli_help="input shape, e.g. 32x32x3"),
+    Field(name="classes", kind="int", low=2, high=MAX_CLASSES, section="data", widget="number_input",
+          widget_args={"step": 1}, cli="classes", cli_metavar="N"),
+    Field(name="conv_bias", kind="choice", choices=CONV_BIAS, widget="radio",
+          help="auto: bias only on convs not followed by BatchNormalization."),
+    Field(name="explicit_padding", kind="bool", label="Explicit zero padding (keras.applications)", widget="checkbox"),
+    Field(name="initializer", kind="choice", choices=INITIALIZERS, widget="selectbox"),
+    Field(name="l2", kind="float", low=0.0, high=1.0, label="L2 on convs", widget="number_input",
+          widget_args={"step": 1e-4, "format": "%g"}),
+    Field(name="bn_epsilon", kind="float", low=1e-12, high=1.0, label="BN epsilon", widget="number_input",
+          widget_args={"step": 1e-4, "format": "%g"}),
+    Field(name="batch_norm", kind="bool", label="BatchNormalization layers", widget="checkbox"),
+    Field(name="zero_init", kind="bool", label="Zero-init residual (last γ or conv = 0)", widget="checkbox"),
+    Field(name="freeze", kind="int", low=0, high_field="stages", range_note=" (stages to freeze)",
+          section="fine-tuning", label="Freeze (fine-tuning)", widget="selectbox",
+          help="Frozen layers keep their weights while training (e.g. ImageNet weights, see the Train tab); "
+               "the new head trains. Frozen layers are drawn icy blue.",
+          cli="freeze", cli_metavar="K", cli_help="fine-tuning: freeze the stem and the first K stages "
+          "(0 = train everything; the number of stages = only the head trains)"),
+)
+"""Every `ResNetConfig` field, in field order: the CLI flags, the link parameters and the sidebar widgets are read from it."""
+
+FIELD = {f.name: f for f in FIELDS}
+"""FIELDS by name."""
+
+_CHECKED_KINDS = ("choice", "bool", "int", "float")  # validated in this order, each in field order
+
+
 @dataclass(frozen=True, kw_only=True)
 class ResNetConfig:
     """A whole residual network, as plain data. Field names are the CLI and URL names.
@@ -224,28 +466,10 @@ class ResNetConfig:
 
     # ----------------------------------------------------------------- validation
     def _validate(self) -> None:
-        _choice("version", self.version, VERSIONS)
-        _choice("block", self.block, BLOCKS)
-        _choice("shortcut", self.shortcut, SHORTCUTS)
-        _choice("stem", self.stem, STEMS)
-        _choice("head", self.head, HEADS)
-        _choice("width_rule", self.width_rule, WIDTH_RULES)
-        _choice("stride_at", self.stride_at, STRIDE_AT)
-        _choice("downsample", self.downsample, DOWNSAMPLE)
-        _choice("projection_from", self.projection_from, PROJECTION_FROM)
-        _choice("conv_bias", self.conv_bias, CONV_BIAS)
-        _choice("initializer", self.initializer, INITIALIZERS)
-        for flag in ("first_preact", "projection_bn", "explicit_padding", "batch_norm", "zero_init"):
-            if not isinstance(getattr(self, flag), bool):
-                raise ConfigError(flag, f"{_shown(getattr(self, flag))} is not true/false", "give true or false")
-        _int_range("stages", self.stages, 1, MAX_STAGES)
-        _int_range("filters", self.filters, 1, MAX_FILTERS)
-        _int_range("expansion", self.expansion, 1, 16)
-        _int_range("classes", self.classes, 2, MAX_CLASSES)
-        _int_range("freeze", self.freeze, 0, self.stages, " (stages to freeze)")
-        _float_range("dropout", self.dropout, 0.0, 1.0, high_open=True)
-        _float_range("l2", self.l2, 0.0, 1.0)
-        _float_range("bn_epsilon", self.bn_epsilon, 1e-12, 1.0)
+        for kind in _CHECKED_KINDS:
+            for f in FIELDS:
+                if f.kind == kind:
+                    f.check(getattr(self, f.name), self)
         self._validate_input_shape()
         self._validate_widths()
         self._validate_depth()
@@ -368,8 +592,52 @@ class ResNetConfig:
         return cls.from_dict(load_json(text, name=name, max_bytes=max_bytes))
 
     def replace(self, **changes: Any) -> ResNetConfig:
-        """A copy with some fields changed (validated)."""
+        """A copy with some fields changed exactly as given (validated); see `with_changes` for what a user means."""
         return dataclasses.replace(self, **changes)
+
+    def with_changes(self, **changes: Any) -> ResNetConfig:
+        """A copy with fields changed the way a user means them (validated): the one override rule.
+
+        The CLI flags, a link's parameters, the sidebar and `explorer.api` all change a config
+        through it. Depth, blocks per stage, stages and widths follow each other:
+
+        * giving `blocks` clears the depth (a depth given with them must match them) and sets
+          `stages` to their number, unless `stages` is given too;
+        * giving a `depth` clears explicit blocks;
+        * explicit blocks or widths that no longer fit the number of stages are dropped (unless
+          given): the depth and the width rule take over;
+        * when neither a depth nor blocks remain, the depth stays this config's.
+
+        Example:
+            >>> ResNetConfig().with_changes(blocks=(1, 2, 3, 4)).stages
+            4
+
+        Returns:
+            `self` when nothing changes, else the new config.
+
+        Raises:
+            ConfigError: An unknown field, or a value that does not fit.
+        """
+        return ResNetConfig.from_dict(self.with_changes_dict(changes)) if changes else self
+
+    def with_changes_dict(self, changes: dict[str, Any]) -> dict[str, Any]:
+        """The fields `with_changes` validates: this config's, with `changes` applied by the override rule."""
+        data = {**self.to_dict(), **changes}
+        blocks = changes.get("blocks")
+        if blocks is not None:
+            if "depth" not in changes:
+                data["depth"] = None
+            if "stages" not in changes and isinstance(blocks, (tuple, list)):
+                data["stages"] = len(blocks)
+        elif changes.get("depth") is not None:
+            data["blocks"] = None
+        for name in ("blocks", "widths"):
+            mine = getattr(self, name)
+            if name not in changes and mine is not None and data["stages"] != len(mine):
+                data[name] = None
+        if data["depth"] is None and data["blocks"] is None:
+            data["depth"] = self.resolved_depth
+        return data
 
 
 _JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)

@@ -13,7 +13,7 @@ import graphviz
 
 from explorer import ops
 from explorer.annotate import AnnotatedGraph, Diagnostic, fmt_shape
-from explorer.config import ConfigError
+from explorer.config import SHORTCUT_NAMES, ConfigError
 from explorer.graph import BlockInfo, Node
 
 LEVELS = ("stage", "block", "layer")
@@ -57,13 +57,6 @@ SHORTCUT_STYLE = {
     "zero_pad": {"color": "#9467bd", "style": "dashed", "penwidth": "2"},
     "projection": {"color": "#1f77b4", "style": "solid", "penwidth": "2.6"},
     "subsample": {"color": "#e08214", "style": "dashed", "penwidth": "2"},
-}
-SHORTCUT_NAMES = {
-    "identity": "identity shortcut",
-    "zero_pad": "zero-pad shortcut (A)",
-    "projection": "projection shortcut (1×1 conv)",
-    "subsample": "subsample shortcut (1×1 max-pool)",
-    "none": "no shortcut (plain)",
 }
 # Light to dark, colour-blind safe (ColorBrewer YlGnBu); the last two need white text.
 COST_PALETTE = ("#ffffcc", "#c7e9b4", "#7fcdbb", "#41b6c4", "#1d91c0", "#225ea8")

@@ -2,68 +2,42 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 import streamlit as st
 
 from explorer.config import (
-    BLOCKS,
-    CONV_BIAS,
-    DOWNSAMPLE,
-    HEADS,
-    INITIALIZERS,
+    FIELD,
+    FIELDS,
     MAX_CHANNELS,
-    MAX_CLASSES,
-    MAX_FILTERS,
     MAX_INPUT_SIDE,
-    MAX_STAGES,
-    PROJECTION_FROM,
-    SHORTCUT_HELP,
-    SHORTCUTS,
-    STEMS,
-    STRIDE_AT,
-    WIDTH_RULES,
     ConfigError,
     ResNetConfig,
+    blocks_for_depth,
+    depth_of,
     depth_rule,
-    parse_int_list,
     valid_depths,
 )
 from explorer.presets import PRESETS
 from explorer.ui import classroom, common
-from explorer.ui.urlstate import MAX_APP_DEPTH, diff_fields, snap_depth
+from explorer.ui.urlstate import MAX_APP_DEPTH, diff_fields, snap_depth, url_name
 
 SLIDER_DEPTH_LIMIT = 1202
 """The depth slider reaches at least this far (every depth in the papers)."""
 
 MAX_BLOCKS_INPUT = 600
 
-SHORTCUT_LABELS = {
-    "A": "A · zero-pad (no params)",
-    "B": "B · project when needed",
-    "C": "C · always project",
-    "identity": "identity (breaks on shape change)",
-    "none": "none (plain network)",
-}
-STEM_LABELS = {"cifar": "cifar · 3×3 conv", "imagenet": "imagenet · 7×7/2 conv, 3×3/2 pool",
-               "tutorial": "tutorial · 3×3 conv, dropout"}
-HEAD_LABELS = {"gap": "gap · global avg pool → dense", "flatten": "flatten · AvgPool(8) → flatten → dense",
-               "tutorial": "tutorial · … dense 512, BN, dropout → dense"}
-VERSION_LABELS = {1: "v1 · post-act", 2: "v2 · pre-act"}
-
-# Widget key of each config field (the input shape has three widgets, blocks one per stage).
-KEYS = {
-    "version": "w_version", "block": "w_block", "depth": "w_depth", "stages": "w_stages", "filters": "w_filters",
-    "width_rule": "w_width_rule", "widths": "w_widths", "expansion": "w_expansion", "shortcut": "w_shortcut",
-    "stride_at": "w_stride_at", "downsample": "w_downsample", "first_preact": "w_first_preact",
-    "projection_from": "w_projection_from", "projection_bn": "w_projection_bn", "stem": "w_stem", "head": "w_head",
-    "dropout": "w_dropout", "classes": "w_classes", "conv_bias": "w_conv_bias", "explicit_padding": "w_explicit_padding",
-    "initializer": "w_initializer", "l2": "w_l2", "bn_epsilon": "w_bn_epsilon", "freeze": "w_freeze",
-}
+KEYS = {f.name: f"w_{f.name}" for f in FIELDS if f.widget}
+"""Widget key of each config field with a widget of its own (the input shape has three, blocks one per stage)."""
 EXPLICIT = "w_explicit"
 INPUT_KEYS = ("w_input_h", "w_input_w", "w_input_c")
-FLOAT_FIELDS = ("dropout", "l2", "bn_epsilon")
+
+OTHER_FIELDS = "…"
+"""In ADVANCED: every advanced field the layout does not name (a new field shows up there)."""
+ADVANCED = ("width_rule", "widths", "expansion", ("stride_at", "downsample", "projection_from", "conv_bias"),
+            "first_preact", "projection_bn", "explicit_padding", OTHER_FIELDS, ("dropout", "initializer", "l2", "bn_epsilon"))
+"""The advanced options, top to bottom: a name takes the whole width, a tuple fills two columns left, right, left, …"""
 
 
 def block_key(stage: int) -> str:
@@ -71,13 +45,33 @@ def block_key(stage: int) -> str:
     return f"w_blocks_{stage}"
 
 
-def _extra_bool_fields() -> list[str]:
-    """Boolean config fields without a dedicated widget (each gets a checkbox in the advanced options)."""
-    return [f.name for f in dataclasses.fields(ResNetConfig) if f.name not in KEYS and isinstance(f.default, bool)]
+def _other_fields() -> list[str]:
+    """The advanced fields with a widget that ADVANCED does not name, in field order."""
+    named = {n for row in ADVANCED for n in ((row,) if isinstance(row, str) else row)}
+    return [f.name for f in FIELDS if f.section == "advanced" and f.widget and f.name not in named]
 
 
-def _key(field: str) -> str:
-    return KEYS.get(field, f"w_{field}")
+def _widget(box: Any, name: str, **extra: Any) -> Any:
+    """Draw the widget of a config field in `box` from its FIELDS entry (label, help, options, range, key).
+
+    Args:
+        box: Where to draw (the sidebar, a column, `st` inside an expander).
+        name: The config field.
+        **extra: Keyword arguments for this drawing (options that depend on other fields, disabled, a label).
+    """
+    f = FIELD[name]
+    kwargs: dict[str, Any] = {"key": KEYS[name], "help": f.help}
+    if f.widget in ("radio", "selectbox", "select_slider"):
+        kwargs["options"] = list(f.choices)
+        if f.labels:
+            kwargs["format_func"] = f.labels.get
+        if f.captions:
+            kwargs["captions"] = [f.captions[c] for c in f.choices]
+    elif f.widget == "number_input":
+        kwargs.update(min_value=f.low, max_value=f.high)
+    kwargs.update(f.widget_args)
+    kwargs.update(extra)
+    return getattr(box, f.widget)(kwargs.pop("label", f.label), **kwargs)
 
 
 @dataclass
@@ -101,13 +95,10 @@ def load_widgets(config: ResNetConfig, preset: str | None = None) -> None:
     ss = st.session_state
     if preset is not None:
         ss[common.PRESET] = preset
-    for f in dataclasses.fields(ResNetConfig):
-        if f.name in ("depth", "blocks", "input_shape", "widths"):
-            continue
-        if f.name in KEYS or f.name in _extra_bool_fields():
-            value = getattr(config, f.name)
-            ss[_key(f.name)] = float(value) if f.name in FLOAT_FIELDS else value
-    ss[KEYS["widths"]] = ",".join(str(w) for w in config.widths) if config.widths else ""
+    for name, key in KEYS.items():
+        value = getattr(config, name)
+        ss[key] = float(value) if FIELD[name].kind == "float" else value
+    ss[KEYS["widths"]] = FIELD["widths"].format(config.widths)
     ss[KEYS["depth"]] = config.resolved_depth
     ss[EXPLICIT] = config.blocks is not None
     for i, n in enumerate(config.stage_blocks):
@@ -124,23 +115,16 @@ def config_from_widgets(base: ResNetConfig) -> ResNetConfig:
         ConfigError: The values do not make a valid config.
     """
     ss = st.session_state
-    data = base.to_dict()
-    for f in dataclasses.fields(ResNetConfig):
-        key = _key(f.name)
-        if f.name in ("depth", "blocks", "widths") or key not in ss:
-            continue
-        data[f.name] = ss[key]
-    data["input_shape"] = [int(ss.get(k, v)) for k, v in zip(INPUT_KEYS, base.input_shape, strict=True)]
+    values = {name: ss[key] for name, key in KEYS.items() if name not in ("depth", "widths") and key in ss}
+    values["input_shape"] = tuple(int(ss.get(k, v)) for k, v in zip(INPUT_KEYS, base.input_shape, strict=True))
     widths_text = str(ss.get(KEYS["widths"], "")).strip()
-    data["widths"] = list(parse_int_list("widths", widths_text)) if widths_text else None
-    stages = int(data["stages"])
+    values["widths"] = FIELD["widths"].parse(widths_text) if widths_text else None
+    stages = int(values.get("stages", base.stages))
     if ss.get(EXPLICIT):
-        data["blocks"] = [int(ss.get(block_key(i), 1)) for i in range(stages)]
-        data["depth"] = None
+        values["blocks"] = tuple(int(ss.get(block_key(i), 1)) for i in range(stages))
     else:
-        data["blocks"] = None
-        data["depth"] = int(ss.get(KEYS["depth"], base.resolved_depth))
-    config = ResNetConfig.from_dict(data)
+        values["depth"] = int(ss.get(KEYS["depth"], base.resolved_depth))
+    config = base.with_changes(**values)
     if config.resolved_depth > MAX_APP_DEPTH:
         raise ConfigError("blocks", f"these blocks give depth {config.resolved_depth}, deeper than the app draws ({MAX_APP_DEPTH})",
                           "use fewer blocks per stage")
@@ -218,28 +202,20 @@ def render() -> SidebarResult:
 
     notes: list[str] = []
     sb.markdown("#### Network")
-    if mode.shows("version"):
-        sb.radio("Version", [1, 2], key=KEYS["version"], horizontal=True, format_func=VERSION_LABELS.get,
-             help="v1 (He et al. 2015): conv → BN → ReLU, ReLU after the add. "
-                  "v2 (He et al. 2016): BN → ReLU → conv, nothing after the add.")
-    if mode.shows("block"):
-        sb.radio("Block", list(BLOCKS), key=KEYS["block"], horizontal=True,
-             help="basic: two 3×3 convs. bottleneck: 1×1 (reduce) → 3×3 → 1×1 (expand ×4).")
+    for name in ("version", "block"):
+        if mode.shows(name):
+            _widget(sb, name)
     c1, c2 = sb.columns(2) if mode.shows("stages") or mode.shows("filters") else (None, None)
     if mode.shows("stages"):
-        c1.number_input("Stages", min_value=1, max_value=MAX_STAGES, step=1, key=KEYS["stages"],
-                    help="Each stage after the first halves height and width and doubles the width.")
+        _widget(c1, "stages")
     if mode.shows("filters"):
-        c2.number_input("Base filters", min_value=1, max_value=MAX_FILTERS, step=8, key=KEYS["filters"],
-                    help="Width of the stem and of the first stage.")
+        _widget(c2, "filters")
     block, stages = ss[KEYS["block"]], int(ss[KEYS["stages"]])
     explicit = bool(ss.get(EXPLICIT))
     if explicit:
         counts = [int(ss.get(block_key(i), ss.get(block_key(i - 1), 1) if i else 1)) for i in range(stages)]
         for i, n in enumerate(counts):
             ss[block_key(i)] = n
-        from explorer.config import depth_of
-
         ss[KEYS["depth"]] = depth_of(block, tuple(counts))
     depth_now = int(ss.get(KEYS["depth"], base.resolved_depth))
     options = _depth_options(block, stages, depth_now, explicit)
@@ -249,18 +225,15 @@ def render() -> SidebarResult:
                      f"{stages} stages: moved to {snapped}.")
         ss[KEYS["depth"]] = snapped
     if mode.shows("depth"):
-        sb.select_slider(f"Depth · {depth_rule(block, stages)}", options=options, key=KEYS["depth"], disabled=explicit,
-                     help="Weighted layers on the main path: stem conv + block convs + the classifier. "
-                          "Only depths that fit the rule are offered; set blocks per stage for any other split.")
+        _widget(sb, "depth", label=f"{FIELD['depth'].label} · {depth_rule(block, stages)}", options=options, disabled=explicit)
     for note in notes:
         sb.info(note, icon=":material/info:")
     if not explicit:
         for i, n in enumerate(_blocks_for(block, stages, ss[KEYS["depth"]])):
             ss[block_key(i)] = n
     if mode.shows("blocks"):
-        with sb.expander("Blocks per stage" + (" · explicit" if explicit else "")):
-            st.checkbox("Set blocks per stage myself", key=EXPLICIT, on_change=_on_explicit,
-                        help="e.g. 3, 4, 6, 3 for ResNet-34/50. Overrides the depth slider.")
+        with sb.expander(FIELD["blocks"].label + (" · explicit" if explicit else "")):
+            st.checkbox("Set blocks per stage myself", key=EXPLICIT, on_change=_on_explicit, help=FIELD["blocks"].help)
             cols = st.columns(min(stages, 3))
             for i in range(stages):
                 ss.setdefault(block_key(i), 1)
@@ -269,23 +242,16 @@ def render() -> SidebarResult:
     else:  # hidden by a classroom link: keep the values as plain session state
         for i in range(stages):
             ss[block_key(i)] = int(ss.get(block_key(i), 1))
-    if mode.shows("shortcut"):
-        sb.radio("Shortcut", list(SHORTCUTS), key=KEYS["shortcut"], format_func=SHORTCUT_LABELS.get,
-             captions=[SHORTCUT_HELP[s] for s in SHORTCUTS],
-             help="How a block's input reaches its add when the main path changes the shape.")
-    if mode.shows("stem"):
-        sb.selectbox("Stem", list(STEMS), key=KEYS["stem"], format_func=STEM_LABELS.get,
-                 help="The layers before the first stage.")
-    if mode.shows("head"):
-        sb.selectbox("Head", list(HEADS), key=KEYS["head"], format_func=HEAD_LABELS.get,
-                 help="The layers after the last stage, ending in the softmax classifier.")
+    for name in ("shortcut", "stem", "head"):
+        if mode.shows(name):
+            _widget(sb, name)
     if mode.shows("data"):
         sb.markdown("#### Data")
         c1, c2, c3 = sb.columns(3)
         c1.number_input("Height", min_value=1, max_value=MAX_INPUT_SIDE, step=1, key=INPUT_KEYS[0])
         c2.number_input("Width", min_value=1, max_value=MAX_INPUT_SIDE, step=1, key=INPUT_KEYS[1])
         c3.number_input("Channels", min_value=1, max_value=MAX_CHANNELS, step=1, key=INPUT_KEYS[2])
-        sb.number_input("Classes", min_value=2, max_value=MAX_CLASSES, step=1, key=KEYS["classes"])
+        _widget(sb, "classes")
     freeze_caption = _freeze(sb, stages) if mode.shows("freeze") else None
     if not mode.shows("freeze"):  # hidden by a classroom link: keep the value, within the stages
         ss[KEYS["freeze"]] = min(int(ss.get(KEYS["freeze"], base.freeze)), stages)
@@ -309,7 +275,7 @@ def render() -> SidebarResult:
     changed = diff_fields(config, PRESETS[preset].config)
     if changed:
         sb.divider()
-        sb.caption("Changed from the preset: " + ", ".join("input" if c == "input_shape" else c for c in changed))
+        sb.caption("Changed from the preset: " + ", ".join(url_name(c) for c in changed))
         sb.button("Reset to preset", on_click=_on_reset, icon=":material/restart_alt:", width="stretch")
     return SidebarResult(config, preset, error)
 
@@ -328,10 +294,7 @@ def _freeze(sb, stages: int):  # -> the placeholder of the trainable/frozen capt
     if int(ss.get(KEYS["freeze"], 0)) > stages:  # fewer stages than frozen ones: freeze the whole body
         ss[KEYS["freeze"]] = stages
     sb.markdown("#### Fine-tuning")
-    sb.selectbox("Freeze (fine-tuning)", list(range(stages + 1)), key=KEYS["freeze"],
-                 format_func=lambda k: _freeze_label(k, stages),
-                 help="Frozen layers keep their weights while training (e.g. ImageNet weights, see the Train tab); "
-                      "the new head trains. Frozen layers are drawn icy blue.")
+    _widget(sb, "freeze", options=list(range(stages + 1)), format_func=lambda k: _freeze_label(k, stages))
     return sb.empty()
 
 
@@ -345,37 +308,22 @@ def _freeze_text(config: ResNetConfig) -> str:
 
 
 def _blocks_for(block: str, stages: int, depth: int) -> tuple[int, ...]:
-    from explorer.config import blocks_for_depth
-
     return blocks_for_depth(block, depth, stages) or (1,) * stages
 
 
 def _advanced(sb, *, version: int) -> None:
+    """The advanced options, laid out by ADVANCED (fields only v2 uses are disabled for v1)."""
+    def draw(box, name: str) -> None:
+        _widget(box, name, **({"disabled": version == 1} if FIELD[name].v2_only else {}))
+
     with sb.expander("Advanced options"):
-        st.radio("Width rule", list(WIDTH_RULES), key=KEYS["width_rule"], horizontal=True,
-                 help="double: stage i has filters·2^i. keras: the Keras v2 example (out = 4× the input in stage 1, "
-                      "2× afterwards; bottleneck only).")
-        st.text_input("Widths per stage", key=KEYS["widths"], placeholder="e.g. 16,32,64 (empty: from filters)",
-                      help="Explicit inner width of each stage; overrides base filters and the width rule.")
-        st.number_input("Bottleneck expansion", min_value=1, max_value=16, step=1, key=KEYS["expansion"])
-        c1, c2 = st.columns(2)
-        c1.radio("Stride at", list(STRIDE_AT), key=KEYS["stride_at"],
-                 help="Which conv of a downsampling block strides: the first, or the 3×3.")
-        c2.radio("Downsample in", list(DOWNSAMPLE), key=KEYS["downsample"],
-                 help="first: first block of stages 2…; last: last block of stages 1…S-1 (keras.applications v2).")
-        c1.radio("Projection from", list(PROJECTION_FROM), key=KEYS["projection_from"], disabled=version == 1,
-                 help="v2: a projection shortcut starts after the block's BN-ReLU (preact) or from the raw input.")
-        c2.radio("Conv bias", list(CONV_BIAS), key=KEYS["conv_bias"],
-                 help="auto: bias only on convs not followed by BatchNormalization.")
-        st.checkbox("First block has its own BN-ReLU", key=KEYS["first_preact"], disabled=version == 1,
-                    help="v2: the Keras example and the tutorial leave it out (the stem already has one).")
-        st.checkbox("BatchNorm on projection shortcuts", key=KEYS["projection_bn"])
-        st.checkbox("Explicit zero padding (keras.applications)", key=KEYS["explicit_padding"])
-        labels = {"batch_norm": "BatchNormalization layers", "zero_init": "Zero-init residual (last γ or conv = 0)"}
-        for name in _extra_bool_fields():
-            st.checkbox(labels.get(name, name.replace("_", " ").capitalize()), key=_key(name))
-        c1, c2 = st.columns(2)
-        c1.number_input("Dropout before dense", min_value=0.0, max_value=0.95, step=0.05, key=KEYS["dropout"])
-        c2.selectbox("Initializer", list(INITIALIZERS), key=KEYS["initializer"])
-        c1.number_input("L2 on convs", min_value=0.0, max_value=1.0, step=1e-4, format="%g", key=KEYS["l2"])
-        c2.number_input("BN epsilon", min_value=1e-12, max_value=1.0, step=1e-4, format="%g", key=KEYS["bn_epsilon"])
+        for row in ADVANCED:
+            if row == OTHER_FIELDS:
+                for name in _other_fields():
+                    draw(st, name)
+            elif isinstance(row, str):
+                draw(st, row)
+            else:
+                columns = st.columns(2)
+                for i, name in enumerate(row):
+                    draw(columns[i % 2], name)

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import dataclasses
-import math
 import re
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from explorer.config import (
     BLOCKS,
+    FIELD,
+    FIELDS,
     MAX_STAGES,
     ConfigError,
     ResNetConfig,
     depth_rule,
-    parse_input_shape,
-    parse_int_list,
     valid_depths,
 )
 from explorer.presets import DEFAULT_PRESET, PRESETS, Preset
@@ -29,9 +27,6 @@ MAX_PARAM_CHARS = 200
 MAX_NAMED_UNKNOWN = 3
 """Up to this many parameters no setting has each get a warning; more get one warning that counts them."""
 
-URL_NAMES = {"input_shape": "input"}
-"""Query names that differ from the config field name (the CLI's `--input`)."""
-
 UI_KEYS = frozenset({"tab", "embed", "embed_options", "hide", "lock", "present"})
 """Query parameters that belong to the page, not the network; parse_query ignores them."""
 
@@ -41,8 +36,9 @@ _SAFE_KEY = re.compile(r"[A-Za-z0-9_\-]{1,40}")
 _SAFE_TEXT = re.compile(r"[A-Za-z0-9 ,x×_+\-]*")
 _SAFE_NUMBER = re.compile(r"[0-9.eE+\- ]*")
 
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
+_BY_QUERY_NAME = {name: f.name for f in FIELDS for name in (f.name, f.url)}
+_EMPTY = ("", "none", "auto")
+"""What a link writes for "not given" (a depth or blocks per stage that the other one sets, widths from the rule)."""
 
 
 class ParsedQuery(NamedTuple):
@@ -59,93 +55,41 @@ class ParsedQuery(NamedTuple):
     warnings: list[str]
 
 
-def _fields() -> dict[str, dataclasses.Field]:
-    return {f.name: f for f in dataclasses.fields(ResNetConfig)}
-
-
 def url_name(field: str) -> str:
     """The query-parameter name of a config field (`input_shape` → `input`)."""
-    return URL_NAMES.get(field, field)
+    return FIELD[field].url
 
 
 def _field_for(key: str) -> str | None:
     """The config field a query name means (accepts the CLI's hyphens and the field name itself)."""
-    key = key.strip().lower().replace("-", "_")
-    reverse = {v: k for k, v in URL_NAMES.items()}
-    if key in reverse:
-        return reverse[key]
-    return key if key in _fields() else None
-
-
-def _fmt_float(value: float) -> str:
-    return repr(float(value)) if value else "0"
+    return _BY_QUERY_NAME.get(key.strip().lower().replace("-", "_"))
 
 
 def format_value(field: str, value: Any) -> str:
-    """A config value as query text: 32x32x3, 3,4,6,3, true, 0.0001."""
-    if value is None:
-        return ""
-    if field == "input_shape":
-        return "x".join(str(v) for v in value)
-    if isinstance(value, tuple):
-        return ",".join(str(v) for v in value)
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return _fmt_float(value)
-    return str(value)
+    """A config value as query text: 32x32x3, 3,4,6,3, true, 0.0001 (`Field.format`)."""
+    return FIELD[field].format(value)
 
 
 def parse_value(field: str, text: str, base: ResNetConfig) -> Any:
-    """Parse one query value for `field`; raises ConfigError (with the field) when it cannot be read.
+    """Parse one query value for `field` (`Field.parse`, more lenient); raises ConfigError (with the field) when it cannot be read.
+
+    A link may leave a depth, blocks or widths empty (`none`, `auto`: None) and give an input
+    shape as `HxW` (the channels stay `base`'s).
 
     Args:
         field: Config field name.
         text: The raw query text.
         base: The config the value will change (supplies the channels for an `input` of `HxW`).
     """
-    text = text.strip()
-    default = getattr(ResNetConfig(), field)
-    if field == "input_shape":
-        parts = text.lower().replace("×", "x").replace(",", "x").split("x")
-        if len(parts) == 2:
-            text = f"{text}x{base.input_shape[2]}"
-        return parse_input_shape(text)
-    if field in ("blocks", "widths"):
-        if text.lower() in ("", "none", "auto"):
-            return None
-        values = parse_int_list(field, text)
-        if not values:
-            raise ConfigError(field, f"{text!r} gives no numbers", "write it like 3,4,6,3")
-        return values
-    if field == "depth":
-        if text.lower() in ("", "none", "auto"):
-            return None
-        try:
-            return int(text)
-        except ValueError:
-            raise ConfigError(field, f"{text!r} is not a whole number", "give a depth such as 20 or 110") from None
-    if isinstance(default, bool):
-        low = text.lower()
-        if low in _TRUE:
-            return True
-        if low in _FALSE:
-            return False
-        raise ConfigError(field, f"{text!r} is not true/false", "write true or false")
-    if isinstance(default, int):
-        try:
-            return int(text)
-        except ValueError:
-            raise ConfigError(field, f"{text!r} is not a whole number", "give a whole number") from None
-    if isinstance(default, float):
-        try:
-            value = float(text)
-        except ValueError:
-            raise ConfigError(field, f"{text!r} is not a number", "give a number such as 0.0001") from None
-        if not math.isfinite(value):
-            raise ConfigError(field, f"{text!r} is not a finite number", "give a number such as 0.0001")
-        return value
-    return text
+    f, text = FIELD[field], text.strip()
+    if f.kind == "shape" and len(text.lower().replace("×", "x").replace(",", "x").split("x")) == 2:
+        text = f"{text}x{base.input_shape[2]}"
+    if f.kind in ("ints", "depth") and text.lower() in _EMPTY:
+        return None
+    value = f.parse(text)
+    if f.kind == "ints" and not value:
+        raise ConfigError(field, f"{text!r} gives no numbers", "write it like 3,4,6,3")
+    return value
 
 
 def snap_depth(block: str, stages: int, depth: int, *, limit: int = MAX_APP_DEPTH) -> int:
@@ -163,10 +107,10 @@ def _describe(field: str, value: Any) -> str:
 def merge(base: ResNetConfig, changes: Mapping[str, Any], *, snap: bool = True) -> tuple[ResNetConfig, list[str]]:
     """Apply field changes to a config the way a user means them, snapping what does not fit.
 
-    Giving `blocks` clears `depth` (and sets `stages` to their number); giving `depth` clears
-    `blocks`; changing `stages` drops explicit blocks and widths that no longer fit. With `snap`,
-    a depth that breaks the rule becomes the nearest valid one and any other rejected change is
-    dropped, each with a warning.
+    The changes follow `ResNetConfig.with_changes` (blocks clear the depth and set the stages, a
+    depth clears blocks, blocks and widths that no longer fit the stages are dropped); blocks given
+    with a depth win over it. With `snap`, a depth that breaks the rule becomes the nearest valid
+    one and any other rejected change is dropped, each with a warning.
 
     Args:
         base: The config to change.
@@ -179,40 +123,24 @@ def merge(base: ResNetConfig, changes: Mapping[str, Any], *, snap: bool = True) 
     Raises:
         ConfigError: A change cannot be applied and `snap` is False.
     """
-    fields = _fields()
     wanted: dict[str, Any] = {}
     warnings: list[str] = []
     for key, value in changes.items():
-        field = _field_for(key) if key not in fields else key
+        field = key if key in FIELD else _field_for(key)
         if field is None:
             if not snap:
-                raise ConfigError(str(key), "is not a config field", f"valid fields: {', '.join(sorted(fields))}")
+                raise ConfigError(str(key), "is not a config field", f"valid fields: {', '.join(sorted(FIELD))}")
             warnings.append(f"ignored unknown setting {key!r}")
             continue
         wanted[field] = tuple(value) if isinstance(value, list) else value
-    data = base.to_dict()
-    data.update({k: list(v) if isinstance(v, tuple) else v for k, v in wanted.items()})
-    if wanted.get("blocks") is not None:
-        if wanted.get("depth") is not None and snap:
-            warnings.append(f"depth={wanted['depth']} ignored: blocks per stage ({format_value('blocks', wanted['blocks'])}) set the depth")
-        data["depth"] = None
-        data.setdefault("stages", len(wanted["blocks"]))
-        if "stages" not in wanted:
-            data["stages"] = len(wanted["blocks"])
-    elif "depth" in wanted and wanted["depth"] is not None:
-        data["blocks"] = None
-    if "stages" in wanted and "blocks" not in wanted and base.blocks is not None:
-        data["blocks"] = None
-        if data.get("depth") is None:
-            data["depth"] = base.resolved_depth
-    if "stages" in wanted and "widths" not in wanted and base.widths is not None and data["stages"] != len(base.widths):
-        data["widths"] = None
-        warnings.append("the explicit widths no longer fit the number of stages; using the width rule instead")
-    if data.get("depth") is None and data.get("blocks") is None:
-        data["depth"] = base.resolved_depth
-    for _ in range(len(fields) + 3):
+    if wanted.get("blocks") is not None and "depth" in wanted:  # blocks per stage set the depth
+        depth = wanted.pop("depth")
+        if depth is not None and snap:
+            warnings.append(f"depth={depth} ignored: blocks per stage ({format_value('blocks', wanted['blocks'])}) set the depth")
+    data, widths_note_at = base.with_changes_dict(wanted), len(warnings)
+    for _ in range(len(FIELDS) + 3):
         try:
-            return ResNetConfig.from_dict(data), warnings
+            config = ResNetConfig.from_dict(data)
         except ConfigError as exc:
             if not snap:
                 raise
@@ -229,11 +157,10 @@ def merge(base: ResNetConfig, changes: Mapping[str, Any], *, snap: bool = True) 
                 continue
             if field == "blocks" and "blocks" in wanted:
                 warnings.append(f"{_describe('blocks', wanted['blocks'])} ignored: {exc.message} ({exc.hint})")
-                data["blocks"] = None
-                data["depth"] = base.resolved_depth if base.blocks is None else snap_depth(data["block"], data["stages"], base.resolved_depth)
-                if "stages" not in wanted:
-                    data["stages"] = base.stages
                 del wanted["blocks"]
+                data = base.with_changes_dict(wanted)
+                if base.blocks is not None:
+                    data.update(blocks=None, depth=snap_depth(data["block"], data["stages"], base.resolved_depth))
                 continue
             culprit = field if field in wanted else _dependent_change(field, wanted)
             if culprit is None:
@@ -242,6 +169,10 @@ def merge(base: ResNetConfig, changes: Mapping[str, Any], *, snap: bool = True) 
             original = getattr(base, culprit)
             data[culprit] = list(original) if isinstance(original, tuple) else original
             del wanted[culprit]
+        else:
+            if base.widths is not None and config.widths is None and "widths" not in wanted:
+                warnings.insert(widths_note_at, "the explicit widths no longer fit the number of stages; using the width rule instead")
+            return config, warnings
     raise ConfigError("config", "the settings do not fit together", "start again from a preset")  # pragma: no cover
 
 
@@ -303,7 +234,7 @@ def parse_query(params: Mapping[str, Any]) -> ParsedQuery:
         if len(text) > MAX_PARAM_CHARS:
             warnings.append(f"{url_name(field)} ignored: the value is longer than {MAX_PARAM_CHARS} characters")
             continue
-        numeric = isinstance(getattr(ResNetConfig(), field), float)
+        numeric = FIELD[field].kind == "float"
         if not (_SAFE_NUMBER if numeric else _SAFE_TEXT).fullmatch(text):
             warnings.append(f"{url_name(field)} ignored: the value has characters that no {url_name(field)} uses")
             continue
@@ -337,7 +268,7 @@ def diff_fields(config: ResNetConfig, base: ResNetConfig) -> list[str]:
     depth_changed = (config.stage_blocks != base.stage_blocks or config.resolved_depth != base.resolved_depth
                      or (config.blocks is None) != (base.blocks is None))
     out = []
-    for f in dataclasses.fields(ResNetConfig):
+    for f in FIELDS:
         if f.name == "depth":
             if depth_changed and config.blocks is None:
                 out.append("depth")
@@ -365,7 +296,7 @@ def to_query(config: ResNetConfig, preset: str | Preset | None = None) -> dict[s
     base = PRESETS[name].config
     out = {"preset": name}
     changed = set(diff_fields(config, base))
-    for f in dataclasses.fields(ResNetConfig):
+    for f in FIELDS:
         if f.name == "depth":
             if config.blocks is None and ("depth" in changed or base.blocks is not None):
                 out["depth"] = str(config.depth)
