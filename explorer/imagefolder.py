@@ -30,6 +30,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import ClassVar
 from pathlib import Path
 
 import numpy as np
@@ -92,6 +93,7 @@ class ImageFolders(InMemoryImages):
     skipped_examples: tuple[str, ...] = ()
     sizes_seen: int = 0
     common_sizes: tuple[tuple[int, int, int], ...] = field(default=())
+    holds_validation_images: ClassVar[bool] = True  # the trainer validates and evaluates on x_test / y_test
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
