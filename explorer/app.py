@@ -6,7 +6,6 @@ import importlib
 import logging
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script by `streamlit run explorer/app.py`
@@ -94,40 +93,18 @@ def _notices() -> None:
             st.warning(message, icon=":material/link:" if message.startswith("This link") else ":material/info:")
 
 
-def optional(module: str, name: str) -> Callable | None:
-    """A function from a tab module that may not be installed yet (None when the module does not exist)."""
-    try:
-        mod = importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if exc.name == module:
-            return None
-        raise
-    return getattr(mod, name, None)
-
-
-def _train_tab(config: ResNetConfig, ag: AnnotatedGraph) -> None:
-    render = optional("explorer.ui.train", "render_train_tab")
-    if render is None:
-        st.info("**Training arrives with issue 5.** This tab will train exactly this network on CIFAR-10 for a few "
-                "minutes, with live curves.", icon=":material/fitness_center:")
-        return
-    render(config, ag)
-
-
-def _compare_tab() -> None:
-    render = optional("explorer.ui.train", "render_compare_tab")
-    if render is None:
-        st.info("Finished trainings of this session will be compared here.", icon=":material/compare_arrows:")
-        return
-    render()
-
-
-def _lessons_tab(config: ResNetConfig, ag: AnnotatedGraph) -> None:
-    render = optional("explorer.ui.lessons", "render_lessons_tab")
-    if render is None:
-        st.info("Short lessons on why skip connections matter will appear here.", icon=":material/school:")
-        return
-    render(config, ag)
+# The tabs, in order (the names of `common.TABS`, which the URL knows): (name, the module whose
+# `render(config, ag, preset)` draws it). Each module is imported when its tab is first opened (the Layers tab
+# needs pandas, the Train tab the training package).
+TABS: tuple[tuple[str, str], ...] = (
+    ("Architecture", "explorer.ui.architecture"),
+    ("Layers", "explorer.ui.layers"),
+    ("Debug", "explorer.ui.debug"),
+    ("Lessons", "explorer.ui.lessons"),
+    ("Train", "explorer.ui.train"),
+    ("Compare", "explorer.ui.compare"),
+    ("Export", "explorer.ui.export"),
+)
 
 
 def _training_heartbeat() -> None:
@@ -139,11 +116,9 @@ def _training_heartbeat() -> None:
     train = sys.modules.get("explorer.ui.train")
     if train is None:
         return
-    if hasattr(train, "keep_alive"):
-        train.keep_alive()
-    if hasattr(train, "render_train_status"):
-        with st.sidebar:
-            train.render_train_status()
+    train.keep_alive()
+    with st.sidebar:
+        train.render_train_status()
 
 
 def main() -> None:
@@ -176,21 +151,12 @@ def main() -> None:
     if rejected and st.session_state.get(common.TAB) != "Debug":
         st.error(f"**Not applied — {rejected['field']}**: {rejected['message']}. See the **Debug** tab for fixes.", icon=":material/warning:")
     st.session_state.setdefault(common.TAB, common.TABS[0])
-    tabs = st.tabs(list(common.TABS), key=common.TAB, on_change="rerun")
-    draw = {  # each tab's module is imported when the tab is first opened (the Layers tab needs pandas)
-        "Architecture": lambda: importlib.import_module("explorer.ui.architecture").render(config, ag, preset),
-        "Layers": lambda: importlib.import_module("explorer.ui.layers").render(config, ag),
-        "Debug": lambda: importlib.import_module("explorer.ui.debug").render(config, ag),
-        "Lessons": lambda: _lessons_tab(config, ag),
-        "Train": lambda: _train_tab(config, ag),
-        "Compare": _compare_tab,
-        "Export": lambda: importlib.import_module("explorer.ui.export").render(config, ag, preset),
-    }
-    for tab, name in zip(tabs, common.TABS, strict=True):
+    tabs = st.tabs([name for name, _ in TABS], key=common.TAB, on_change="rerun")
+    for tab, (name, module) in zip(tabs, TABS, strict=True):
         if tab.open is False:
             continue
         with tab, common.guard(f"{name} tab"):
-            draw[name]()
+            importlib.import_module(module).render(config, ag, preset)
     st.session_state[RUN_MS] = (time.perf_counter() - started) * 1000
     with common.guard("training status"):
         _training_heartbeat()
