@@ -108,29 +108,12 @@ class JobState:
                 setattr(self, f.name, value)
 
 
-
 @dataclass(frozen=True)
 class Snapshot:
-    """What a poll of a job sees (copies; safe to read without the lock).
+    """What a poll of a job sees: a frozen copy of the `JobState` fields a page shows (safe to read without the lock).
 
-    Attributes:
-        status: One of STATUSES.
-        phase: What the worker is doing ("waiting for a slot", "building the model", "training", ...).
-        progress: Fraction of the budget done (0..1).
-        elapsed: Seconds of training so far.
-        eta: Seconds left (None before the first batches).
-        images_per_second: Recent training throughput.
-        epoch: Epochs done (fractional).
-        steps: Batches done.
-        batches: Per-batch records (step, epoch, images, seconds, loss, accuracy, lr, images_per_second).
-        epochs: Per-epoch records (epoch, seconds, loss, accuracy, val_loss, val_accuracy, lr — the LR the
-            epoch trained with —, best — the lowest monitored loss so far —, lr_reduced_to — set when a
-            plateau lowered the LR after it).
-        evaluation: Test-set results once done.
-        error: The error message when failed, or why it stopped.
-        precision: The dtype policy in use.
-        device: "CPU", "GPU" or "N GPUs".
-        queue_ahead: While waiting for a slot, how many trainings asked before this one and wait too.
+    The fields are those of `JobState` of the same names, except `error`: the error message when failed, or
+    why it stopped.
     """
 
     status: str
