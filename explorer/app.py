@@ -93,18 +93,6 @@ def _notices() -> None:
             st.warning(message, icon=":material/link:" if message.startswith("This link") else ":material/info:")
 
 
-def _train_tab(config: ResNetConfig, ag: AnnotatedGraph) -> None:
-    importlib.import_module("explorer.ui.train").render_train_tab(config, ag)
-
-
-def _compare_tab() -> None:
-    importlib.import_module("explorer.ui.train").render_compare_tab()
-
-
-def _lessons_tab(config: ResNetConfig, ag: AnnotatedGraph) -> None:
-    importlib.import_module("explorer.ui.lessons").render_lessons_tab(config, ag)
-
-
 def _training_heartbeat() -> None:
     """Keep a running training alive and show its progress in the sidebar, whatever tab is open.
 
@@ -114,11 +102,9 @@ def _training_heartbeat() -> None:
     train = sys.modules.get("explorer.ui.train")
     if train is None:
         return
-    if hasattr(train, "keep_alive"):
-        train.keep_alive()
-    if hasattr(train, "render_train_status"):
-        with st.sidebar:
-            train.render_train_status()
+    train.keep_alive()
+    with st.sidebar:
+        train.render_train_status()
 
 
 def main() -> None:
@@ -152,20 +138,11 @@ def main() -> None:
         st.error(f"**Not applied — {rejected['field']}**: {rejected['message']}. See the **Debug** tab for fixes.", icon=":material/warning:")
     st.session_state.setdefault(common.TAB, common.TABS[0])
     tabs = st.tabs(list(common.TABS), key=common.TAB, on_change="rerun")
-    draw = {  # each tab's module is imported when the tab is first opened (the Layers tab needs pandas)
-        "Architecture": lambda: importlib.import_module("explorer.ui.architecture").render(config, ag, preset),
-        "Layers": lambda: importlib.import_module("explorer.ui.layers").render(config, ag),
-        "Debug": lambda: importlib.import_module("explorer.ui.debug").render(config, ag),
-        "Lessons": lambda: _lessons_tab(config, ag),
-        "Train": lambda: _train_tab(config, ag),
-        "Compare": _compare_tab,
-        "Export": lambda: importlib.import_module("explorer.ui.export").render(config, ag, preset),
-    }
-    for tab, name in zip(tabs, common.TABS, strict=True):
+    for tab, (name, module) in zip(tabs, common.TAB_MODULES, strict=True):
         if tab.open is False:
             continue
         with tab, common.guard(f"{name} tab"):
-            draw[name]()
+            importlib.import_module(module).render(config, ag, preset)
     st.session_state[RUN_MS] = (time.perf_counter() - started) * 1000
     with common.guard("training status"):
         _training_heartbeat()

@@ -262,40 +262,24 @@ def cmd_gradflow(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 def cmd_train(args: argparse.Namespace) -> int:
-    """Train the network on CIFAR-10: progress on stderr, final test accuracy (or one JSON object) on stdout."""
-    import time
-
+    """Train the network on CIFAR-10 (or --image-dir): progress on stderr, final test accuracy (or one JSON object) on stdout."""
     from explorer import training
     from explorer.data import DataError, load_cifar10
 
     config = config_from_args(args)
     folders = args.image_dir is not None
-    if folders:
+    if folders:  # the network is checked now, against the images once they are read
         _check_folder_flags(args)
         if args.adapt:  # the images are resized to the configured H×W; --adapt sets 3 channels (and, below, the classes)
             config = config.replace(input_shape=(*config.input_shape[:2], 3))
-    else:
+        _refuse_unfit(build(config))
+        settings = _train_settings(args, folders=True)
+        training.check_weights(config, settings)  # before reading the data: another body, no such file
+    else:  # CIFAR-10's shape is known before it is read: the whole preparation now
         if args.val_dir is not None:
             raise ConfigError("val-dir", "--val-dir is for image folders", "give --image-dir DIR with it")
-        if args.adapt:
-            config = training.adapt_for_cifar(config)
-        problem = training.cifar_mismatch(config)
-        if problem:
-            raise ConfigError("input", problem.replace("Adapt it", "Add --adapt to adapt it"),
-                              "or choose a CIFAR preset such as resnet20")
-    ag = build(config)
-    if ag.errors:
-        _print_diagnostics(ag, sys.stderr)
-        raise ConfigError("config", "the network does not fit together, so it cannot be trained",
-                          "run `summary` with the same flags to see where")
-    settings = training.TrainSettings(
-        recipe=args.recipe, epochs=args.epochs, seconds=args.seconds, subset=args.subset, batch_size=args.batch_size,
-        flip=args.flip, crop=args.crop, val_split=None if folders else args.val_split, precision=args.precision,
-        tta=args.tta, seed=args.seed,
-        early_stopping=args.early_stopping, reduce_lr_on_plateau=args.reduce_lr_on_plateau,
-        checkpoint_best=args.checkpoint_best, weights=args.weights,
-    )
-    training.check_weights(config, settings)  # before reading the data: another body, no such file
+        settings = _train_settings(args, folders=False)
+        plan = _refuse_unready(training.prepare_run(config, None, settings, adapt=args.adapt), folders=False)
     if args.out:  # before training, so an unwritable folder costs nothing
         try:
             Path(args.out).mkdir(parents=True, exist_ok=True)
@@ -308,21 +292,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"python -m explorer: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     if folders:
-        if args.adapt:
-            config = training.adapt_for_data(config, data)
-            ag = build(config)
-        problem = training.data_mismatch(config, data)
-        if problem:
-            raise ConfigError("classes", problem.replace("or adapt it", f"or add --adapt (--classes {data.num_classes})"),
-                              f"e.g. --input {'x'.join(map(str, data.image_shape))} --classes {data.num_classes}")
+        plan = _refuse_unready(training.prepare_run(config, data, settings, adapt=args.adapt), folders=True)
         print(f"data: {data.source} ({data.n_train:,} training, {data.n_test:,} validation images)", file=sys.stderr)
         print(f"classes ({data.num_classes}, training + validation images): {data.classes_text()}", file=sys.stderr)
         print(f"images {data.sizes_text()}", file=sys.stderr)
-        if data.skipped:
-            print(data.skipped_text(), file=sys.stderr)
+        for warning in plan.warnings:
+            print(warning, file=sys.stderr)
     else:
         print(f"data: {data.source} ({data.n_train:,} training, {data.n_test:,} test images)", file=sys.stderr)
-    r = settings.resolved()
+    config, ag, r = plan.config, plan.graph, plan.settings
     print(f"training depth-{config.resolved_depth} network ({ag.total_params:,} params), recipe {r.recipe}, "
           f"budget {r.budget_text()}, batch {r.batch_size}", file=sys.stderr)
     if args.weights is not None:
@@ -330,30 +308,7 @@ def cmd_train(args: argparse.Namespace) -> int:
               + (f"frozen: stem + stage 1–{config.freeze} ({ag.trainable_params:,} trainable params)" if config.freeze
                  else "nothing frozen (--freeze K freezes the stem and K stages)"), file=sys.stderr)
     job = training.TrainJob(config, data, settings, idle_timeout=None, name=f"depth-{config.resolved_depth}").start()
-    shown_epochs, last_line, weights_shown, last_phase, started = 0, 0.0, False, "", time.monotonic()
-    try:
-        while not job.join(0.5):
-            snap = job.poll()
-            weights_shown = weights_shown or _print_weights(job)
-            for e in snap.epochs[shown_epochs:]:
-                val = "" if e["val_accuracy"] is None else f", val loss {e['val_loss']:.3f} acc {e['val_accuracy']:.2%}"
-                print(f"epoch {e['epoch']} ({e['fraction']:.0%}) at {e['seconds']:.0f}s: loss {e['loss']:.3f} "
-                      f"acc {e['accuracy']:.2%}{val}", file=sys.stderr)
-            shown_epochs = len(snap.epochs)
-            now = time.monotonic()
-            if snap.phase != "training" and (snap.phase.split(" (")[0] != last_phase.split(" (")[0] or now - last_line >= 10):
-                # before and after the training batches (data, compilation, validation, test): wall clock and phase
-                print(f"[{now - started:6.1f}s wall] {snap.phase} …", file=sys.stderr)
-                last_phase, last_line = snap.phase, now
-            elif snap.batches and now - last_line >= 5:
-                b = snap.batches[-1]
-                ips = f" · {snap.images_per_second:,.0f} img/s" if snap.images_per_second else ""
-                print(f"[{snap.elapsed:6.1f}s] epoch {snap.epoch:5.2f} step {snap.steps} · loss {b['loss']:.3f} "
-                      f"acc {b['accuracy']:.2%} · lr {b['lr']:.4f}{ips} · {snap.phase}", file=sys.stderr)
-                last_phase, last_line = snap.phase, now
-    except KeyboardInterrupt:
-        job.stop("interrupted (Ctrl-C)")
-        job.join()
+    shown_epochs, weights_shown = _follow(job)
     if not weights_shown:
         _print_weights(job)
     result = job.result()
@@ -380,6 +335,72 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         print(f"{result['status']}: {result['stop_reason']}")
     return EXIT_OK if result["status"] == "done" else 1
+
+
+def _train_settings(args: argparse.Namespace, *, folders: bool):  # -> training.TrainSettings
+    """The training flags as settings (image folders have their own validation images: no --val-split there)."""
+    from explorer.training import TrainSettings
+
+    return TrainSettings(
+        recipe=args.recipe, epochs=args.epochs, seconds=args.seconds, subset=args.subset, batch_size=args.batch_size,
+        flip=args.flip, crop=args.crop, val_split=None if folders else args.val_split, precision=args.precision,
+        tta=args.tta, seed=args.seed,
+        early_stopping=args.early_stopping, reduce_lr_on_plateau=args.reduce_lr_on_plateau,
+        checkpoint_best=args.checkpoint_best, weights=args.weights,
+    )
+
+
+def _refuse_unfit(ag: AnnotatedGraph) -> None:
+    """A network that does not fit together cannot be trained: its diagnostics on stderr, and a ConfigError."""
+    if ag.errors:
+        _print_diagnostics(ag, sys.stderr)
+        raise ConfigError("config", "the network does not fit together, so it cannot be trained",
+                          "run `summary` with the same flags to see where")
+
+
+def _refuse_unready(plan, *, folders: bool):  # plan: training.RunPlan -> the same
+    """Refuse a prepared run whose network does not fit the data (without --adapt) or does not fit together."""
+    if plan.mismatch and not plan.adapted:
+        if folders:
+            data = plan.data
+            raise ConfigError("classes", plan.mismatch.replace("or adapt it", f"or add --adapt (--classes {data.num_classes})"),
+                              f"e.g. --input {'x'.join(map(str, data.image_shape))} --classes {data.num_classes}")
+        raise ConfigError("input", plan.mismatch.replace("Adapt it", "Add --adapt to adapt it"),
+                          "or choose a CIFAR preset such as resnet20")
+    _refuse_unfit(plan.graph)
+    return plan
+
+
+def _follow(job) -> tuple[int, bool]:  # job: training.TrainJob
+    """Print the job's progress on stderr until it ends (Ctrl-C stops it); the epochs printed and whether the
+    ImageNet weights were."""
+    import time
+
+    shown_epochs, last_line, weights_shown, last_phase, started = 0, 0.0, False, "", time.monotonic()
+    try:
+        while not job.join(0.5):
+            snap = job.poll()
+            weights_shown = weights_shown or _print_weights(job)
+            for e in snap.epochs[shown_epochs:]:
+                val = "" if e["val_accuracy"] is None else f", val loss {e['val_loss']:.3f} acc {e['val_accuracy']:.2%}"
+                print(f"epoch {e['epoch']} ({e['fraction']:.0%}) at {e['seconds']:.0f}s: loss {e['loss']:.3f} "
+                      f"acc {e['accuracy']:.2%}{val}", file=sys.stderr)
+            shown_epochs = len(snap.epochs)
+            now = time.monotonic()
+            if snap.phase != "training" and (snap.phase.split(" (")[0] != last_phase.split(" (")[0] or now - last_line >= 10):
+                # before and after the training batches (data, compilation, validation, test): wall clock and phase
+                print(f"[{now - started:6.1f}s wall] {snap.phase} …", file=sys.stderr)
+                last_phase, last_line = snap.phase, now
+            elif snap.batches and now - last_line >= 5:
+                b = snap.batches[-1]
+                ips = f" · {snap.images_per_second:,.0f} img/s" if snap.images_per_second else ""
+                print(f"[{snap.elapsed:6.1f}s] epoch {snap.epoch:5.2f} step {snap.steps} · loss {b['loss']:.3f} "
+                      f"acc {b['accuracy']:.2%} · lr {b['lr']:.4f}{ips} · {snap.phase}", file=sys.stderr)
+                last_phase, last_line = snap.phase, now
+    except KeyboardInterrupt:
+        job.stop("interrupted (Ctrl-C)")
+        job.join()
+    return shown_epochs, weights_shown
 
 
 def _print_weights(job) -> bool:  # job: training.TrainJob

@@ -21,7 +21,7 @@ import tarfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, ClassVar
 
 import numpy as np
 
@@ -63,7 +63,13 @@ class InMemoryImages:
     """The counts the trainer reads of a data set in memory: `Cifar10` and `explorer.imagefolder.ImageFolders`.
 
     Needs `y_train`, `y_test` and `classes` on the class that mixes it in.
+
+    Attributes:
+        holds_validation_images: The evaluation images are the data set's own validation images, so the trainer
+            validates on them instead of holding out a fraction (image folders; CIFAR-10's are its test set).
     """
+
+    holds_validation_images: ClassVar[bool] = False
 
     @property
     def n_train(self) -> int:

@@ -31,6 +31,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
@@ -93,6 +94,7 @@ class ImageFolders(InMemoryImages):
     skipped_examples: tuple[str, ...] = ()
     sizes_seen: int = 0
     common_sizes: tuple[tuple[int, int, int], ...] = field(default=())
+    holds_validation_images: ClassVar[bool] = True  # the trainer validates and evaluates on x_test / y_test
 
     @property
     def image_shape(self) -> tuple[int, int, int]:

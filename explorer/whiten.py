@@ -8,7 +8,7 @@ filters keep training. A network that starts from random 3×3 filters spends its
 steps discovering edges and colour contrasts; starting from the data's decorrelated directions
 it learns from the first step. (The idea is from Coates & Ng 2012 and Keller Jordan's
 "airbench"; on a 2-core CPU it lifted ResNet-20's 90-second CIFAR-10 test accuracy by 3 to 8
-points in our runs, see README "Training on CIFAR-10".)
+points in our runs, see docs/training.md.)
 """
 
 from __future__ import annotations

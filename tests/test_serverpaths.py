@@ -174,7 +174,7 @@ def test_links_out_of_the_shared_folders_are_not_followed(tree):
 
 
 def test_a_failed_folder_is_not_read_again_on_every_rerun(tmp_path, monkeypatch):
-    from explorer.ui import train as ui
+    from explorer.ui.train import data_source as ui
 
     root = tmp_path / "r"
     write_image(root / "only" / "a.png", "circles", (8, 8), seed=0)

@@ -26,7 +26,19 @@ NOTICES = "_notices"  # (config json, [warnings]) shown until the config changes
 REJECTED = "_rejected"  # a change that was refused: {"field", "message", "hint", "fixes"}
 TAB = "tab"
 
-TABS = ("Architecture", "Layers", "Debug", "Lessons", "Train", "Compare", "Export")
+# The tabs, in order: (name — what the URL's `tab=` knows —, the module whose `render(config, ag, preset)` draws
+# it). Each module is imported when its tab is first opened (the Layers tab needs pandas, the Train tab the
+# training package).
+TAB_MODULES: tuple[tuple[str, str], ...] = (
+    ("Architecture", "explorer.ui.architecture"),
+    ("Layers", "explorer.ui.layers"),
+    ("Debug", "explorer.ui.debug"),
+    ("Lessons", "explorer.ui.lessons"),
+    ("Train", "explorer.ui.train"),
+    ("Compare", "explorer.ui.compare"),
+    ("Export", "explorer.ui.export"),
+)
+TABS = tuple(name for name, _ in TAB_MODULES)
 
 
 # ----------------------------------------------------------------------------------------- cached views

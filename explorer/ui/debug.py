@@ -172,8 +172,8 @@ def _diagnostic(ag: AnnotatedGraph, d: Diagnostic, i: int) -> None:
         cols[-1].button("Show in diagram", key=f"show_{i}", on_click=_show_in_diagram, args=(d.node,), width="stretch")
 
 
-def render(config: ResNetConfig, ag: AnnotatedGraph) -> None:
-    """Draw the Debug tab."""
+def render(config: ResNetConfig, ag: AnnotatedGraph, preset: str) -> None:
+    """Draw the Debug tab (`preset` is unused: every tab has this signature)."""
     refused = _rejected()
     if ag.ok and not refused:
         st.success("**Every shape fits.** Each add gets two equal shapes and every map keeps at least one pixel. "

@@ -62,8 +62,8 @@ def filter_layers(df: pd.DataFrame, *, stages: list[int] | None, roles: list[str
     return df[mask]
 
 
-def render(config: ResNetConfig, ag: AnnotatedGraph) -> None:
-    """Draw the Layers tab."""
+def render(config: ResNetConfig, ag: AnnotatedGraph, preset: str) -> None:
+    """Draw the Layers tab (`preset` is unused: every tab has this signature)."""
     df = common.layer_frame(config.to_json())
     stage_numbers = list(range(0, config.stages + 2))
     ss = st.session_state

@@ -24,6 +24,12 @@ GRADFLOW_LIMIT = 600  # layers; beyond this one pass takes too long for a lesson
 RESULTS = "_gradflow_results"
 
 
+def render(config: ResNetConfig, ag: AnnotatedGraph, preset: str) -> None:
+    """Draw the Lessons tab (`render_lessons_tab`; every tab has this signature)."""
+    del preset
+    render_lessons_tab(config, ag)
+
+
 def render_lessons_tab(config: ResNetConfig, ag: AnnotatedGraph) -> None:
     """Draw the three lessons for the configured network."""
     st.markdown("Three short lessons on **why skip connections matter**, measured on the network you configured.")
@@ -150,9 +156,7 @@ def _anatomy(config: ResNetConfig) -> None:
     st.graphviz_chart(anatomy_dot(pair), width="content")
 
 
-LESSON = session.LESSON
-LESSON_RECORDED = "_degradation_recorded"
-LESSON_ERROR = "_degradation_error"
+LESSON, LESSON_RECORDED, LESSON_ERROR = session.LESSON, session.LESSON_RECORDED, session.LESSON_ERROR
 LESSON_SECONDS, LESSON_SUBSET = "lesson_seconds", "lesson_subset"
 
 
@@ -194,7 +198,7 @@ def _start_lesson() -> None:
     """Run button callback (before the rerun, so the page redraws with Stop and locked sliders)."""
     from explorer import degradation
     from explorer.data import ENV_VAR, DataError
-    from explorer.ui.train import DATA_DIR, cifar_dir, shared_cifar10
+    from explorer.ui.train.data_source import cifar_dir, shared_cifar10
 
     ss = st.session_state
     lesson = ss.get(LESSON)
@@ -205,7 +209,7 @@ def _start_lesson() -> None:
         ss[LESSON_ERROR] = busy[0].upper() + busy[1:] + "."
         return
     try:
-        data = shared_cifar10(cifar_dir(str(ss.get(DATA_DIR, ""))), os.environ.get(ENV_VAR, ""))  # the Train tab's folder, if allowed
+        data = shared_cifar10(cifar_dir(str(ss.get(session.DATA_DIR, ""))), os.environ.get(ENV_VAR, ""))  # the Train tab's folder, if allowed
         ss[LESSON] = degradation.DegradationLesson(data, seconds=ss.get(LESSON_SECONDS, 30),
                                                    subset=min(ss.get(LESSON_SUBSET, 10_000), 50_000),
                                                    networks=degradation.NETWORKS,
@@ -260,12 +264,9 @@ def _degradation_live(drawn_running: bool = False) -> None:
 def _record_lesson_runs(lesson) -> None:
     """Put the finished lesson runs into the Compare tab (once each)."""
     from explorer.training import RunRecord
-    from explorer.ui.train import MAX_RUNS, RUNS
 
     done = st.session_state.setdefault(LESSON_RECORDED, set())
-    runs = st.session_state.setdefault(RUNS, [])
     for job in lesson.finished_jobs():
         if id(job) not in done and job.status in ("done", "stopped") and job.batches:
             done.add(id(job))
-            runs.append(RunRecord.from_job(job, name=f"lesson · {job.name}"))
-    del runs[:-MAX_RUNS]
+            session.add_run(st.session_state, RunRecord.from_job(job, name=f"lesson · {job.name}"))

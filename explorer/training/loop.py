@@ -1,0 +1,433 @@
+"""The training loop on the Keras side: precision, the model and optimizer, the callback that drives a job, and `train`.
+
+Imported by a job when it starts training (it imports Keras and TensorFlow at once).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from explorer.backend import load_keras
+from explorer.config import ResNetConfig
+from explorer.training.batchnorm import bn_momentum, fuse_batchnorm, recalibrate_batchnorm
+from explorer.training.evaluation import evaluate_model
+from explorer.training.recipes import Recipe
+from explorer.whiten import whiten_first_conv
+
+keras = load_keras()
+import tensorflow as tf  # noqa: E402 - after load_keras, which sets TensorFlow's environment first
+
+if TYPE_CHECKING:
+    from explorer.training.job import TrainJob
+
+RECORD_INTERVAL = 0.5  # seconds between two per-batch history records
+PLATEAU_FACTOR = 0.1  # LR on plateau: the LR is multiplied by this ...
+PLATEAU_MIN_LR = 1e-4  # ... down to this fraction of the peak LR
+
+
+# --------------------------------------------------------------------------- precision and model
+def cpu_has_bf16() -> bool:
+    """Whether this CPU has bfloat16 arithmetic (AVX512-BF16 or AMX), where mixed_bfloat16 pays off."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    except OSError:
+        pass
+    return False
+
+
+def gpus() -> list:
+    """The visible GPUs."""
+    return tf.config.list_physical_devices("GPU")
+
+
+def choose_precision(requested: str, recipe: Recipe) -> str:
+    """The Keras dtype policy for a run: "float32", "mixed_bfloat16" or "mixed_float16"."""
+    if requested != "auto":
+        return requested
+    devices = gpus()
+    if devices:
+        details = tf.config.experimental.get_device_details(devices[0])
+        major = (details.get("compute_capability") or (0, 0))[0]
+        return "mixed_bfloat16" if major >= 8 else "mixed_float16"
+    if recipe.precision == "auto" and cpu_has_bf16():
+        return "mixed_bfloat16"
+    return "float32"
+
+
+def build_training_model(config: ResNetConfig, *, precision: str = "float32") -> Any:
+    """Build exactly the configured network; with a mixed policy, clone its layers in that policy.
+
+    The classifier (the last layer) stays float32 so the softmax and the loss are exact. The global
+    Keras dtype policy is not touched (other sessions share the process).
+    """
+    from explorer.keras_build import build_model
+
+    model = build_model(config)
+    if precision == "float32":
+        return model
+    last = model.layers[-1].name
+
+    def clone(layer: Any) -> Any:
+        cfg = layer.get_config()
+        cfg["dtype"] = "float32" if layer.name == last else precision
+        return layer.__class__.from_config(cfg)
+
+    return keras.models.clone_model(model, clone_function=clone)
+
+
+
+def make_optimizer(recipe: Recipe, *, precision: str = "float32") -> Any:
+    """SGD with the recipe's momentum and coupled L2 on kernels (loss-scaled for float16)."""
+    opt = L2SGD(learning_rate=recipe.lr_at(0.0), momentum=recipe.momentum, nesterov=recipe.nesterov, l2=recipe.l2)
+    if precision == "mixed_float16":
+        opt = keras.optimizers.LossScaleOptimizer(opt)
+    return opt
+
+
+@keras.saving.register_keras_serializable(package="explorer")
+class L2SGD(keras.optimizers.SGD):
+    """SGD with L2 weight decay on kernels, coupled to the gradient (so momentum sees it): `l2 · w` is added to the
+    gradient of every kernel, as in He et al."""
+
+    def __init__(self, *, l2: float = 0.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.l2 = l2
+
+    def apply(self, grads: Any, trainable_variables: Any = None) -> Any:
+        if self.l2 and trainable_variables is not None:
+            trainable_variables = list(trainable_variables)
+            grads = [
+                g + self.l2 * keras.ops.cast(v, g.dtype) if g is not None and v.name == "kernel" else g
+                for g, v in zip(grads, trainable_variables, strict=True)
+            ]
+        return super().apply(grads, trainable_variables)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "l2": self.l2}
+
+
+# --------------------------------------------------------------------------- callbacks
+class JobCallback(keras.callbacks.Callback):
+    """Sets the LR from the budget, records metrics, validates, and stops on request or at the budget."""
+
+    def __init__(self, job: TrainJob, pipes: Any) -> None:
+        super().__init__()
+        self.job = job
+        self.pipes = pipes
+        s = job.settings
+        self.seconds = s.seconds
+        self.steps_per_epoch = pipes.steps_per_epoch
+        self.total_steps = None if s.epochs is None else s.epochs * pipes.steps_per_epoch
+        self.batch_size = pipes.batch_size
+        self.step = 0
+        self.epoch_index = 0
+        self.batch_in_epoch = 0
+        self.last_record = (0, 0.0, 0.0, time.perf_counter())  # (batch_in_epoch, loss_sum, acc_sum, time)
+        self.t_start = 0.0
+        self.t_first = None  # end of the first batch (tracing done)
+        self.t_last = None  # end of the latest batch
+        self.images_after_first = 0
+        # Early stopping, LR on plateau and the best-epoch checkpoint watch one loss (lower is better).
+        # They live here rather than as Keras' EarlyStopping / ReduceLROnPlateau / ModelCheckpoint:
+        # validation runs inside this callback (fit's logs never hold val_loss), the LR set below at
+        # every batch would undo ReduceLROnPlateau's, and the best weights are kept in memory.
+        self.monitor = "val_loss" if pipes.val is not None else "loss"
+        self.best_value = math.inf
+        self.since_best = 0  # epochs without improvement (early stopping)
+        self.since_drop = 0  # epochs without improvement since the last LR drop (plateau)
+        self.lr_factor = 1.0  # lowered ×0.1 on each plateau
+        self.min_lr = PLATEAU_MIN_LR * job.recipe.peak_lr
+        job.update(monitor=self.monitor)
+        self.lr = self.scheduled_lr(0.0)
+
+    # progress ----------------------------------------------------------------
+    def scheduled_lr(self, progress: float) -> float:
+        """The recipe's LR at `progress`; with LR on plateau, the peak LR times the plateau factor instead
+        (the plateaus replace the step schedule's drops)."""
+        recipe = self.job.recipe
+        if self.job.settings.reduce_lr_on_plateau is None:
+            return recipe.lr_at(progress)
+        return max(recipe.peak_lr * self.lr_factor, self.min_lr)
+
+    def progress(self, now: float) -> float:
+        if self.total_steps is not None:
+            return self.step / self.total_steps
+        if self.t_first is None:
+            return 0.0
+        remaining = self.seconds - (self.t_first - self.t_start)
+        return min(1.0, (now - self.t_first) / max(remaining, 1e-6))
+
+    def budget_over(self, now: float) -> bool:
+        if self.job.max_seconds is not None and now - self.t_start >= self.job.max_seconds:
+            self.job.update(capped=True)
+            return True
+        if self.total_steps is not None:
+            return self.step >= self.total_steps
+        return now - self.t_start >= self.seconds
+
+    # keras hooks -------------------------------------------------------------
+    def on_train_begin(self, logs: Any = None) -> None:
+        self.t_start = time.perf_counter()
+
+    def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+        self.epoch_index = epoch
+        self.batch_in_epoch = 0
+        self.last_record = (0, 0.0, 0.0, time.perf_counter())
+
+    def on_train_batch_begin(self, batch: int, logs: Any = None) -> None:
+        lr = self.scheduled_lr(self.progress(time.perf_counter()))
+        if lr != self.lr:
+            self.model.optimizer.learning_rate = lr
+            self.lr = lr
+
+    def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+        now = time.perf_counter()
+        self.step += 1
+        self.batch_in_epoch += 1
+        job = self.job
+        if self.t_first is None:
+            self.t_first = now
+            job.update(phase="training")
+            self.record(now, logs)  # a first point at once (its speed includes tracing: not shown)
+        else:
+            self.images_after_first += self.batch_size
+            self.t_last = now
+            if now - self.last_record[3] >= RECORD_INTERVAL:
+                self.record(now, logs)
+        stop = job.should_stop()
+        if stop or self.budget_over(now):
+            self.model.stop_training = True
+            if self.batch_in_epoch > self.last_record[0]:
+                self.record(now, logs)
+        self._update_progress(now)
+
+    def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+        logs = logs or {}
+        now = time.perf_counter()
+        entry = {
+            "epoch": epoch + 1, "fraction": round(self.batch_in_epoch / self.steps_per_epoch, 4),
+            "complete": self.batch_in_epoch >= self.steps_per_epoch, "step": self.step,
+            "seconds": round(now - self.t_start, 3), "lr": self.lr,
+            "loss": _num(logs.get("loss")), "accuracy": _num(logs.get("accuracy")),
+            "val_loss": None, "val_accuracy": None, "best": False, "lr_reduced_to": None,
+        }
+        if self.pipes.val is not None and not self.job.should_stop():
+            self.job.update(phase="validating")
+            val = self.model.evaluate(self.pipes.val, verbose=0, return_dict=True, callbacks=[EvalStopper(self.job)])
+            if not self.job.should_stop():
+                entry.update(val_loss=_num(val.get("loss")), val_accuracy=_num(val.get("accuracy")))
+            self.job.update(phase="training")
+        improved = False
+        if not self.job.should_stop():
+            improved = self.watch(entry, now)
+        self.job.add_epoch(entry, best=improved)
+
+    def watch(self, entry: dict, now: float) -> bool:
+        """Best epoch, LR on plateau and early stopping after an epoch; True when it improved the monitored loss."""
+        s = self.job.settings
+        value = entry.get(self.monitor)
+        if value is None:  # (a diverged loss: not an improvement, nothing to compare)
+            value = math.inf
+        if value < self.best_value:
+            self.best_value = value
+            self.since_best = self.since_drop = 0
+            entry["best"] = True
+            if s.checkpoint_best:
+                self.job.best_weights = [np.array(w, copy=True) for w in self.model.get_weights()]
+            return True
+        self.since_best += 1
+        self.since_drop += 1
+        if self.budget_over(now):
+            return False
+        if (s.reduce_lr_on_plateau is not None and self.since_drop >= s.reduce_lr_on_plateau
+                and self.scheduled_lr(0.0) > self.min_lr * (1 + 1e-9)):
+            self.lr_factor *= PLATEAU_FACTOR
+            self.since_drop = 0
+            entry["lr_reduced_to"] = self.scheduled_lr(0.0)
+        if s.early_stopping is not None and self.since_best >= s.early_stopping:
+            self.model.stop_training = True
+            epochs = f"{self.since_best} epoch{'s' if self.since_best != 1 else ''}"
+            self.job.update(stop_reason=f"early stopping: {self.monitor} did not improve for {epochs}")
+        return False
+
+    def on_train_end(self, logs: Any = None) -> None:
+        now = time.perf_counter()
+        steady = None
+        if self.t_first is not None and self.t_last is not None and self.t_last > self.t_first:
+            # batches only: the validation passes and the first (tracing) batch are left out
+            steady = self.images_after_first / (self.t_last - self.t_first)
+        self.job.update(train_seconds=now - self.t_start, steady_images_per_second=steady)
+
+    # helpers -----------------------------------------------------------------
+    def record(self, now: float, logs: Any) -> None:
+        logs = logs or {}
+        k = self.batch_in_epoch
+        loss_mean, acc_mean = _num(logs.get("loss")), _num(logs.get("accuracy"))
+        if loss_mean is None:
+            return
+        # Keras logs hold running means over the epoch so far; the sums k·mean give the exact
+        # mean over the batches since the last record.
+        j, loss_sum_j, acc_sum_j, t_j = self.last_record
+        loss_sum, acc_sum = loss_mean * k, (acc_mean or 0.0) * k
+        n = k - j
+        if n <= 0:
+            return
+        window_loss = (loss_sum - loss_sum_j) / n
+        window_acc = (acc_sum - acc_sum_j) / n
+        ips = n * self.batch_size / (now - t_j) if now > t_j and self.step > 1 else None
+        entry = {
+            "step": self.step, "epoch": round(self.epoch_index + k / self.steps_per_epoch, 4),
+            "images": self.step * self.batch_size, "seconds": round(now - self.t_start, 3),
+            "loss": window_loss, "accuracy": window_acc, "lr": self.lr,
+            "images_per_second": None if ips is None else round(ips, 1),
+        }
+        self.last_record = (k, loss_sum, acc_sum, now)
+        self.job.add_batch(entry, images_per_second=ips)
+
+    def _update_progress(self, now: float) -> None:
+        job = self.job
+        progress = self.progress(now)
+        elapsed = now - self.t_start
+        eta = None
+        if self.seconds is not None:
+            eta = max(0.0, self.seconds - elapsed)
+        elif self.t_first is not None and self.total_steps and self.step > 1:
+            per_step = (now - self.t_first) / (self.step - 1)
+            eta = per_step * (self.total_steps - self.step)
+        job.update(progress=progress, elapsed=elapsed, eta=eta, steps=self.step,
+                 epoch=self.epoch_index + self.batch_in_epoch / self.steps_per_epoch,
+                 images_seen=self.step * self.batch_size)
+
+
+class EvalStopper(keras.callbacks.Callback):
+    """Ends a validation pass early when the job must stop."""
+
+    def __init__(self, job: TrainJob) -> None:
+        super().__init__()
+        self.job = job
+
+    def on_test_batch_end(self, batch: int, logs: Any = None) -> None:
+        if self.job.should_stop():
+            self.model.stop_evaluating = True
+
+class PredictionProgress(keras.callbacks.Callback):
+    """Ends a prediction pass early when `should_stop()` turns true, and reports the fraction done after each batch.
+
+    Args:
+        should_stop: Asked after every batch.
+        progress: Called with the fraction done (0..1), or None.
+        batches: Batches in the pass (0 or less when unknown: no progress then).
+    """
+
+    def __init__(self, should_stop: Callable[[], bool], progress: Callable[[float], None] | None, *, batches: int) -> None:
+        super().__init__()
+        self.should_stop = should_stop
+        self.report = progress
+        self.batches = batches
+
+    def on_predict_batch_end(self, batch: int, logs: Any = None) -> None:
+        if self.should_stop():
+            self.model.stop_predicting = True
+        elif self.report is not None and self.batches > 0:
+            self.report(min(1.0, (batch + 1) / self.batches))
+
+
+def _num(value: Any) -> float | None:
+    if value is None:
+        return None
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return None
+    return out if math.isfinite(out) else None
+
+
+
+# --------------------------------------------------------------------------- the loop
+def train(job: TrainJob) -> None:
+    """Train `job`'s network on its data in this process, reporting into the job as it goes (the job's worker calls it)."""
+    from explorer.data import make_datasets
+
+    s, recipe, data = job.settings, job.recipe, job.data
+    job.update(phase="preparing the data")
+    own_validation = data.holds_validation_images
+    pipes = make_datasets(data, batch_size=s.batch_size, subset=s.subset, val_split=0.0 if own_validation else s.val_split,
+                          flip=s.flip, crop=s.crop, seed=s.seed)
+    if own_validation:  # validate on the folders' own validation images
+        pipes.val, pipes.n_val = pipes.test, pipes.n_test
+    job.update(n_train=pipes.n_train, n_val=pipes.n_val)
+    devices = gpus()
+    precision = choose_precision(s.precision, recipe)
+    strategy = tf.distribute.MirroredStrategy() if len(devices) > 1 else tf.distribute.get_strategy()
+    job.update(precision=precision, device="CPU" if not devices else ("GPU" if len(devices) == 1 else f"{len(devices)} GPUs"),
+               phase="building the model")
+    if job.should_stop():
+        return
+    with strategy.scope():
+        model = build_training_model(job.config, precision=precision)
+        if s.weights is not None:
+            _load_weights(job, model)
+            if job.should_stop():
+                return
+        elif recipe.whiten_stem:
+            job.update(phase="whitening the first layer")
+            job.update(whitening=whiten_first_conv(model, data.x_train, tuple(data.mean), tuple(data.std),
+                                                   index=pipes.train_index, seed=s.seed))
+        fuse_batchnorm(model)  # same function, TensorFlow's fused kernel (a plain Keras model is saved)
+        optimizer = make_optimizer(recipe, precision=precision)
+        model.compile(
+            optimizer=optimizer,
+            loss=keras.losses.CategoricalCrossentropy(label_smoothing=recipe.label_smoothing),
+            metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+        )
+        # Create the optimizer's slots now: created inside the first step, they make tf.function trace that
+        # step twice (once creating variables, once without) — 2.5-4 s more of the budget before the first batch.
+        optimizer.build(model.trainable_variables)
+    job.model = model
+    if job.should_stop():
+        return
+    callback = JobCallback(job, pipes)
+    job.update(phase="compiling (first batch)")
+    epochs = s.epochs if s.epochs is not None else 1_000_000
+    with bn_momentum(model, recipe.bn_momentum):
+        model.fit(pipes.train, epochs=epochs, steps_per_epoch=pipes.steps_per_epoch, callbacks=[callback], verbose=0,
+                  shuffle=False)  # the pipeline shuffles
+    if job.should_stop():
+        return
+    if s.checkpoint_best and job.best_weights is not None:
+        # (before the BN recomputation below, which then fits the statistics to these weights)
+        job.update(phase="restoring the weights of the best epoch")
+        model.set_weights(job.best_weights)
+        job.update(restored_best=True)
+    if recipe.recalibrate_bn and len(devices) <= 1:  # (an eager pass across mirrored replicas is not worth the risk)
+        job.update(phase="recomputing BatchNorm statistics", eta=None)
+        started = time.perf_counter()
+        recalibrate_batchnorm(model, pipes.train, batches=recipe.recalibrate_bn, should_stop=job.should_stop)
+        job.update(finalize_seconds=time.perf_counter() - started)
+    if job.should_stop() or not s.evaluate:
+        return
+    job.update(phase="evaluating on the test set", eta=None)
+    evaluation = evaluate_model(model, pipes.test, data.y_test, tta=s.tta, should_stop=job.should_stop,
+                                classes=tuple(data.classes),
+                                progress=lambda f: job.update(phase=f"evaluating on the test set ({f:.0%})"))
+    if evaluation is not None:
+        job.update(evaluation=evaluation)
+
+
+def _load_weights(job: TrainJob, model: Any) -> None:
+    """Copy the ImageNet weights into the freshly built model (a WeightsError fails the job, saying where to put the file)."""
+    from explorer import pretrained
+
+    job.update(phase="loading ImageNet weights")
+    s = job.settings
+    report = pretrained.load_imagenet_weights(model, job.config, weights=s.weights_file, download=s.weights == "imagenet")
+    job.update(weights_report=report)
