@@ -13,7 +13,8 @@ if __package__ in (None, ""):  # run as a script by `streamlit run explorer/app.
 
 import streamlit as st
 
-from explorer.annotate import AnnotatedGraph, fmt_shape
+from explorer import fmt
+from explorer.annotate import AnnotatedGraph
 from explorer.config import ConfigError, ResNetConfig
 from explorer.presets import PRESETS
 from explorer.ui import classroom, common, sidebar
@@ -83,7 +84,7 @@ def _title(config: ResNetConfig, ag: AnnotatedGraph, preset: str) -> str:
     changed = " (modified)" if diff_fields(config, PRESETS[preset].config) else ""
     return (f"### {preset}{changed} · ResNet-{ag.depth}\n"
             f"{version} · {config.block} blocks · shortcut {config.shortcut} · "
-            f"input {fmt_shape(config.input_shape)} → {config.classes} classes")
+            f"input {fmt.shape(config.input_shape)} → {config.classes} classes")
 
 
 def _notices() -> None:

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from explorer import files
+from explorer import files, fmt
 from explorer.annotate import AnnotatedGraph, build
 from explorer.config import FIELDS, ConfigError, Field, ResNetConfig
 from explorer.presets import PRESETS, get_preset
@@ -156,10 +156,9 @@ def summary_json(ag: AnnotatedGraph) -> dict:
 
 
 def _print_diagnostics(ag: AnnotatedGraph, out) -> None:
-    from explorer.annotate import fmt_shape
 
     for d in ag.diagnostics:
-        shapes = " vs ".join(fmt_shape(s) for s in d.shapes)
+        shapes = " vs ".join(fmt.shape(s) for s in d.shapes)
         print(f"{d.severity.upper()} at {d.node}: {d.message} [{shapes}]\n  fix: {d.hint}", file=out)
 
 
@@ -167,14 +166,13 @@ def cmd_presets(args: argparse.Namespace) -> int:
     """Print the presets table."""
     import pandas as pd
 
-    from explorer.tables import human
 
     rows = []
     for p in PRESETS.values():
         ag = build(p.config)
         rows.append({
-            "name": p.name, "depth": ag.depth, "params": human(ag.total_params),
-            "reference params": human(p.reported_params) if p.reported_params else "—",
+            "name": p.name, "depth": ag.depth, "params": fmt.count(ag.total_params),
+            "reference params": fmt.count(p.reported_params) if p.reported_params else "—",
             "reported error %": f"{p.reported_error:.2f}" if p.reported_error is not None else "—",
             "dataset": p.dataset, "source": p.source,
         })
@@ -196,7 +194,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
         sys.stdout.write(layer_table(ag).to_csv(index=False))
     else:
-        from explorer.tables import human, human_bytes, layer_table
+        from explorer.tables import layer_table
 
         df = layer_table(ag)
         cols = ["name", "type", "output_shape", "params", "macs", "receptive_field"]
@@ -204,7 +202,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
         print(
             f"\ndepth {ag.depth} · {len(ag.graph)} layers · params {ag.total_params:,} "
             f"(trainable {ag.trainable_params:,}, non-trainable {ag.non_trainable_params:,}) · "
-            f"MACs {human(ag.macs)} · activations {human_bytes(ag.activation_bytes)} per image"
+            f"MACs {fmt.count(ag.macs)} · activations {fmt.binary_bytes(ag.activation_bytes)} per image"
         )
     _print_diagnostics(ag, sys.stderr)
     return EXIT_DIAGNOSTICS if ag.diagnostics else EXIT_OK
@@ -485,9 +483,9 @@ def make_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("summary", help="per-layer table and totals of a network")
     _add_config_flags(p)
-    fmt = p.add_mutually_exclusive_group()
-    fmt.add_argument("--json", action="store_true", help="one JSON object (config, totals, layers, diagnostics)")
-    fmt.add_argument("--csv", action="store_true", help="the per-layer table as CSV")
+    output = p.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="one JSON object (config, totals, layers, diagnostics)")
+    output.add_argument("--csv", action="store_true", help="the per-layer table as CSV")
     p.set_defaults(func=cmd_summary)
 
     p = sub.add_parser("dot", help="Graphviz diagram of a network (DOT on stdout, or -o FILE.dot|.svg|.png)")

@@ -11,8 +11,8 @@ from html import escape as _html
 
 import graphviz
 
-from explorer import ops
-from explorer.annotate import AnnotatedGraph, Diagnostic, fmt_shape
+from explorer import fmt, ops
+from explorer.annotate import AnnotatedGraph, Diagnostic
 from explorer.config import SHORTCUT_NAMES, ConfigError
 from explorer.graph import BlockInfo, Node
 
@@ -69,25 +69,8 @@ class DiagramError(ConfigError):
 
 
 # ----------------------------------------------------------------------------------------------- formatting
-def _count(n: float) -> str:
-    """1234 → '1.2K', 2_360_000 → '2.36M'."""
-    for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "K")):
-        if abs(n) >= div:
-            value = n / div
-            return f"{value:.3g}{suffix}"
-    return str(int(n))
-
-
-def _bytes(n: float) -> str:
-    """Bytes as KiB / MiB / GiB."""
-    for div, suffix in ((2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
-        if n >= div:
-            return f"{n / div:.3g} {suffix}"
-    return f"{int(n)} B"
-
-
 def _metric_text(metric: str, value: float) -> str:
-    return _bytes(value) if metric == "memory" else _count(value)
+    return fmt.binary_bytes(value) if metric == "memory" else fmt.count_label(value)
 
 
 def _stride(s: int) -> str:
@@ -337,11 +320,11 @@ class _Plan:
                 seen.add((src, dst))
                 if collapsed:
                     kind = b.shortcut
-                    label = self._shortcut_label(b) + "\\n" + fmt_shape(info[src_name].shape)
+                    label = self._shortcut_label(b) + "\\n" + fmt.shape(info[src_name].shape)
                     tooltip = self._shortcut_tooltip(b)
                 else:
                     kind = b.shortcut if (is_shortcut and b is not None) else "main"
-                    label = fmt_shape(info[src_name].shape)
+                    label = fmt.shape(info[src_name].shape)
                     if kind == "identity":
                         label = "identity\\n" + label
                     tooltip = ""
@@ -445,7 +428,7 @@ class _Writer:
         lines = []
         for name in names[:limit]:
             n = self.graph[name]
-            lines.append(f"{name}: {op_label(n)} → {fmt_shape(self.ag.info[name].shape)}")
+            lines.append(f"{name}: {op_label(n)} → {fmt.shape(self.ag.info[name].shape)}")
         if len(names) > limit:
             lines.append(f"… {len(names) - limit} more layers")
         return lines
@@ -458,11 +441,11 @@ class _Writer:
         lines: list[str]
         tip: list[str]
         if kind == "input":
-            shape = fmt_shape(info[item.id].shape)
+            shape = fmt.shape(info[item.id].shape)
             lines, tip = [f"input {shape}"], [f"{item.id}: input image {shape}"]
         elif kind == "output":
             n = g[item.id]
-            lines, tip = [item.id, op_label(n)], [f"{item.id}: {op_label(n)} → {fmt_shape(info[item.id].shape)}"]
+            lines, tip = [item.id, op_label(n)], [f"{item.id}: {op_label(n)} → {fmt.shape(info[item.id].shape)}"]
         elif kind in ("stem", "head"):
             ops = [op_label(g[m]) for m in item.members if g[m].op != "zero_pad"]
             lines = [kind, _chain(ops)]
@@ -489,19 +472,19 @@ class _Writer:
         else:  # layer
             n = g[item.id]
             lines = [op_label(n)]
-            tip = [f"{item.id}: {op_label(n)} → {fmt_shape(info[item.id].shape)}"]
+            tip = [f"{item.id}: {op_label(n)} → {fmt.shape(info[item.id].shape)}"]
             if info[item.id].params:
                 tip.append(f"params {info[item.id].params:,}")
         if self.show_params and kind not in ("input", "add"):
             params = self._params(item)
             if kind == "rolled" and params:
-                lines.append(f"params {_count(params)} ({_count(params // self._rolled_count(item))} each)")
+                lines.append(f"params {fmt.count_label(params)} ({fmt.count_label(params // self._rolled_count(item))} each)")
             elif params or kind == "block":
-                lines.append(f"params {_count(params)}")
+                lines.append(f"params {fmt.count_label(params)}")
         if self.color_by:
             tip.append(f"{COST_NAMES[self.color_by]}: {_metric_text(self.color_by, self.costs.get(item.id, 0))}")
         for d in item.diagnostics:
-            shapes = " vs ".join(fmt_shape(s) for s in d.shapes)
+            shapes = " vs ".join(fmt.shape(s) for s in d.shapes)
             if kind == "add" or item.op == "add":
                 lines = ["✗ cannot add", shapes]
             elif kind == "layer":
@@ -524,7 +507,7 @@ class _Writer:
         lines = [
             f"{item.id} · {len(blocks)} {noun} · width {inner if self.cfg.block == 'basic' else last.out_width}",
             self._block_summary(first),
-            f"{fmt_shape(info[first.input].shape)} → {fmt_shape(info[last.output].shape)}",
+            f"{fmt.shape(info[first.input].shape)} → {fmt.shape(info[last.output].shape)}",
         ]
         if self.cfg.shortcut != "none":
             lines.append(f"shortcuts: {shortcut_text}")
@@ -690,8 +673,8 @@ class _Writer:
             f"ResNet-{ag.depth} v{cfg.version}",
             f"{cfg.block} blocks",
             "plain (no shortcuts)" if cfg.shortcut == "none" else f"shortcut {cfg.shortcut}",
-            f"{_count(ag.total_params)} params",
-            f"{_count(ag.macs)} MACs",
+            f"{fmt.count_label(ag.total_params)} params",
+            f"{fmt.count_label(ag.macs)} MACs",
         ]
         errors = len(ag.errors)
         if errors:
@@ -760,7 +743,7 @@ class _Writer:
         if not blocks:
             return key, key
         info = self.ag.info
-        shapes = f"{fmt_shape(info[blocks[0].input].shape)} → {fmt_shape(info[blocks[-1].output].shape)}"
+        shapes = f"{fmt.shape(info[blocks[0].input].shape)} → {fmt.shape(info[blocks[-1].output].shape)}"
         return key, f"{key}: {len(blocks)} block{'s' if len(blocks) > 1 else ''}, {shapes}"
 
     def _cluster_style(self, key: str, depth: int) -> dict[str, str]:

@@ -23,6 +23,14 @@ def count(n: float, unit: str = "") -> str:
     return f"{n:g}{unit}"
 
 
+def count_label(n: float) -> str:
+    """A count as diagram labels write it, shorter than `count`: 1234 → "1.23K", 2_360_000 → "2.36M", 512 → "512"."""
+    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "K")):
+        if abs(n) >= scale:
+            return f"{n / scale:.3g}{suffix}"
+    return str(int(n))
+
+
 def binary_bytes(n: float) -> str:
     """Bytes with a binary prefix and three significant digits: 1536 → "1.5 KiB", 3 * 2**20 → "3 MiB", 512 → "512 B"."""
     for scale, suffix in ((GIB, "GiB"), (MIB, "MiB"), (KIB, "KiB")):

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import graphviz
 
-from explorer import ops
-from explorer.annotate import AnnotatedGraph, build, fmt_shape
+from explorer import fmt, ops
+from explorer.annotate import AnnotatedGraph, build
 from explorer.config import ResNetConfig
 from explorer.graph import Node
 
@@ -107,8 +107,8 @@ def anatomy(config: ResNetConfig, axis: str) -> tuple[Anatomy, Anatomy]:
         return f"v{cfg.version} {cfg.block}"
 
     return (
-        Anatomy(title(config), a, tuple(fmt_shape(ag_a.info[n.name].shape) for n in a), frozenset(changed_a)),
-        Anatomy(title(cfg_b), b, tuple(fmt_shape(ag_b.info[n.name].shape) for n in b), frozenset(changed_b)),
+        Anatomy(title(config), a, tuple(fmt.shape(ag_a.info[n.name].shape) for n in a), frozenset(changed_a)),
+        Anatomy(title(cfg_b), b, tuple(fmt.shape(ag_b.info[n.name].shape) for n in b), frozenset(changed_b)),
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from explorer import charts, guards
+from explorer import charts, fmt
 from explorer.training import RunPlan, TrainJob, history_csv, history_html
 from explorer.ui.train.live import fmt_seconds
 
@@ -17,14 +17,14 @@ def memory_line(plan: RunPlan) -> None:
     if plan.memory_estimate is None:
         return
     need, free = plan.memory_estimate, plan.memory_free
-    text = f"Memory: about {guards.human(need)} for this training"
+    text = f"Memory: about {fmt.memory(need)} for this training"
     if free is None:
         st.caption(text + ".")
     elif plan.memory_refused:
-        st.warning(f"{text}, but the server has only {guards.human(free)} free: it will be refused. "
+        st.warning(f"{text}, but the server has only {fmt.memory(free)} free: it will be refused. "
                    "Choose a smaller batch size or a smaller network.", icon=":material/memory:")
     else:
-        st.caption(f"{text} ({guards.human(free)} free on the server).")
+        st.caption(f"{text} ({fmt.memory(free)} free on the server).")
 
 
 def _on(job: TrainJob) -> str:
