@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import streamlit as st
 
-from explorer import fmt
+from explorer import fmt, guards
 from explorer.annotate import AnnotatedGraph, build
 from explorer.config import ConfigError, ResNetConfig
 from explorer.presets import DEFAULT_PRESET, PRESETS
@@ -18,6 +18,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
 log = logging.getLogger("explorer.ui")
+T = TypeVar("T")
 
 # Session-state keys that are not widgets.
 CONFIG = "_config"  # JSON of the last valid config (what every view shows)
@@ -125,6 +126,27 @@ def show_config_error(error: ConfigError, *, title: str = "") -> None:
     """A ConfigError as a message: what is wrong (and which setting) and what to do."""
     head = f"**{title}** " if title else ""
     st.error(f"{head}**{error.field}**: {error.message}" + (f"  \n→ {error.hint}" if error.hint else ""), icon=":material/warning:")
+
+
+def slow_result(compute: Callable[[], T], *, what: str, advice: str, title: str = "") -> T | None:
+    """What a slow computation returns (one in a killable child, see `guards.run_killable`), or None once the
+    page shows, in one message, why there is nothing: too big for the server, stopped at the time limit, or failed.
+
+    Args:
+        compute: Runs the computation.
+        what: Its name in a sentence, e.g. "Building the Keras file".
+        advice: What to try when it was stopped, e.g. "Try a shallower network."
+        title: Heads the message of a ConfigError (the network is too big, or does not fit together).
+    """
+    try:
+        return compute()
+    except ConfigError as exc:
+        show_config_error(exc, title=title)
+    except guards.TooSlow as exc:
+        st.error(f"{what} was stopped: {exc}. {advice}", icon=":material/timer_off:")
+    except guards.ComputationFailed as exc:
+        st.error(f"{what} failed: {exc}.", icon=":material/error:")
+    return None
 
 
 @contextlib.contextmanager

@@ -103,17 +103,9 @@ def _keras_file(config: ResNetConfig, ag: AnnotatedGraph, stem: str) -> None:
         with st.spinner(f"Building {len(ag.graph):,} Keras layers…"):
             _forget(rec)
             ss.pop(KERAS_FILE, None)
-            try:
-                path = build_keras_file(config, ag)
-            except ConfigError as exc:
-                common.show_config_error(exc, title="No .keras file —")
-                return
-            except guards.TooSlow as exc:
-                st.error(f"Building the Keras file was stopped: {exc}. Try a shallower network.",
-                         icon=":material/timer_off:")
-                return
-            except guards.ComputationFailed as exc:
-                st.error(f"Building the Keras file failed: {exc}.", icon=":material/error:")
+            path = common.slow_result(lambda: build_keras_file(config, ag), what="Building the Keras file",
+                                      advice="Try a shallower network.", title="No .keras file —")
+            if path is None:
                 return
         if path.stat().st_size <= KEEP_IN_MEMORY:
             rec = {"config": key, "data": path.read_bytes(), "path": None}

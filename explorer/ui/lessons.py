@@ -18,7 +18,7 @@ from explorer.teaching_charts import (
     ribbon_figure,
     sample_names,
 )
-from explorer.ui import session
+from explorer.ui import common, session
 
 GRADFLOW_LIMIT = 600  # layers; beyond this one pass takes too long for a lesson on a CPU
 RESULTS = "_gradflow_results"
@@ -74,20 +74,16 @@ def _gradient_flow(config: ResNetConfig, ag: AnnotatedGraph) -> None:
         from explorer import gradflow
 
         with st.spinner("Building the network and running one forward/backward pass…"):
-            try:  # sized first; then a child process, killed when it runs over the time limit
+            def measure() -> dict:  # sized first; then a child process, killed when it runs over the time limit
                 batch = gradflow.load_batch(measured, size=size, extra=guards.PROCESS_BYTES)
-                results.clear()  # keep one result per session: they hold small lists, but no need to pile up
-                results[key] = guards.run_killable(guards.rerun_seconds(), gradflow.report, measured, batch, twin=twin)
-            except ConfigError as exc:
-                st.error(f"{exc.message}. {exc.hint}")
+                return guards.run_killable(guards.rerun_seconds(), gradflow.report, measured, batch, twin=twin)
+
+            result = common.slow_result(measure, what="The pass",
+                                        advice="Pick a shallower network or a smaller batch.", title="No pass —")
+            if result is None:
                 return
-            except guards.TooSlow as exc:
-                st.error(f"The pass was stopped: {exc}. Pick a shallower network or a smaller batch.",
-                         icon=":material/timer_off:")
-                return
-            except guards.ComputationFailed as exc:
-                st.error(f"The pass failed: {exc}.", icon=":material/error:")
-                return
+            results.clear()  # keep one result per session: they hold small lists, but no need to pile up
+            results[key] = result
     result = results.get(key)
     if result is None:
         st.info("Press **Measure gradient flow** to run the pass for the current settings.")
