@@ -16,7 +16,7 @@ from explorer.degradation import DegradationLesson
 from explorer.training import FairSlots, TrainJob, TrainSettings
 from explorer.ui.session import JOB, LESSON, busy_with
 from tests.conftest import ROOT
-from tests.test_data import write_layout
+from tests.helpers import write_layout
 
 TINY = ResNetConfig(depth=8, filters=4)
 TWO = (("plain-8", TINY.replace(shortcut="none")), ("resnet-8", TINY))

@@ -10,7 +10,7 @@ from streamlit.testing.v1 import AppTest
 from explorer.config import ResNetConfig
 from explorer.data import load_cifar10
 from explorer.degradation import NETWORKS, DegradationLesson
-from tests.test_data import write_layout
+from tests.helpers import write_layout
 
 TINY = (("plain-8", ResNetConfig(depth=8, filters=4, shortcut="none")), ("resnet-8", ResNetConfig(depth=8, filters=4)))
 
