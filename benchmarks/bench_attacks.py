@@ -6,8 +6,8 @@ Every attack runs as `python -c …` or `python -m explorer …` in a child with
 (`RLIMIT_AS`, `--cap-gib`) and a wall-clock timeout, so a guard that fails shows up as a MemoryError, a
 traceback or a timeout instead of taking the machine down. Prints one row per attack: exit status, the
 last line the child printed, its peak resident memory and its wall time. Asserts nothing: the
-refusals themselves are tested in tests/test_size_guards.py, tests/test_data.py, tests/test_serverpaths.py
-and tests/test_hostile_urls.py.
+refusals themselves are tested in tests/keras/test_size_guards.py, tests/training/test_data.py, tests/ui/test_serverpaths.py
+and tests/ui/test_hostile_urls.py.
 """
 
 from __future__ import annotations

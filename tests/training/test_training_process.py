@@ -14,12 +14,8 @@ import pytest
 
 from explorer import guards, inference
 from explorer import training as T
-from explorer.config import ResNetConfig
 from explorer.data import load_cifar10
-from tests.test_data import write_layout
-from tests.test_training import long_settings, training, wait_for
-
-TINY = ResNetConfig(depth=8, filters=4)
+from tests.helpers import TINY, long_settings, training, wait_for, write_layout
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +94,7 @@ def test_a_killed_training_process_fails_the_job_with_a_reason(data):
 
 
 def test_a_failure_inside_the_process_is_the_jobs_one_line_error(tmp_path):
-    from tests.test_finetune import RUN, finetune
+    from tests.helpers import RUN, finetune
 
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, size=(40, 32, 32, 3), dtype=np.uint8)
@@ -141,7 +137,7 @@ def test_the_server_settings_choose_the_worker_and_its_priority(monkeypatch):
 
 
 def test_the_train_tab_trains_in_a_process_when_the_server_says_so(tmp_path, monkeypatch):
-    from tests.test_train_tab import page, set_budget, train_until_done
+    from tests.helpers import page, set_budget, train_until_done
 
     write_layout(tmp_path, "binary", n_per_class=20)
     monkeypatch.setenv("CIFAR10_DIR", str(tmp_path))
@@ -162,7 +158,7 @@ def test_the_train_tab_trains_in_a_process_when_the_server_says_so(tmp_path, mon
 
 def test_a_process_job_trains_on_image_folders_with_their_classes(tmp_path):
     from explorer.imagefolder import load_image_folders
-    from tests.test_imagefolder import CLASSES, write_folders
+    from tests.helpers import CLASSES, write_folders
 
     data = load_image_folders(write_folders(tmp_path / "train"), val_split=0.25, image_size=(16, 16))
     config = T.adapt_for_data(TINY, data)

@@ -19,13 +19,7 @@ from explorer.annotate import build
 from explorer.config import ConfigError
 from explorer.data import Cifar10
 from explorer.presets import PRESETS
-
-SIDE = 32  # keras.applications' smallest input: ResNet50V2 builds in seconds
-RUN = {"epochs": 1, "batch_size": 8, "val_split": 0.0, "evaluate": False, "precision": "float32", "flip": False}
-
-
-def finetune(freeze: int, classes: int = 10):
-    return PRESETS["resnet50v2"].config.replace(input_shape=(SIDE, SIDE, 3), classes=classes, freeze=freeze)
+from tests.helpers import CLASSES, RUN, SIDE, finetune, metrics, open_tab, page, run_app, texts, url, write_folders
 
 
 @pytest.fixture(scope="module")
@@ -159,8 +153,6 @@ def test_cli_flags(reference, tmp_path, monkeypatch, capsys):
 
 
 def test_cli_fine_tunes_on_image_folders(reference, tmp_path, capsys):
-    from tests.test_imagefolder import CLASSES, write_folders
-
     path, weights, _ = reference
     root = write_folders(tmp_path / "photos")
     code = cli.main(["train", "--preset", "resnet50v2", "--input", f"{SIDE}x{SIDE}x3", "--freeze", "4", "--image-dir",
@@ -176,8 +168,6 @@ def test_cli_fine_tunes_on_image_folders(reference, tmp_path, capsys):
 
 # --------------------------------------------------------------------------- the app
 def test_sidebar_freeze_changes_the_trainable_params_and_the_link():
-    from tests.test_app import metrics, open_tab, run_app, url
-
     at = run_app({"preset": "resnet50v2"})
     before = metrics(at)["Trainable"]
     box = next(w for w in at.sidebar.selectbox if w.label == "Freeze (fine-tuning)")
@@ -197,8 +187,6 @@ def test_sidebar_freeze_changes_the_trainable_params_and_the_link():
 
 
 def test_train_tab_offers_imagenet_weights_and_says_where_to_put_them(reference, tmp_path, monkeypatch):
-    from tests.test_train_tab import page, texts
-
     path, _, _ = reference
     monkeypatch.setenv("HOME", str(tmp_path))
     tiny = page({"depth": 8, "filters": 4}).run()

@@ -12,7 +12,7 @@ from explorer import training as T
 from explorer.annotate import build
 from explorer.config import ConfigError
 from explorer.presets import PRESETS
-from tests.test_training import TINY, data, fixture_dir  # noqa: F401 - pytest fixtures
+from tests.helpers import TINY
 
 MIB = 2**20
 

@@ -17,64 +17,7 @@ import pytest
 from explorer import data as D
 from explorer.data import DataError
 from tests.conftest import ROOT
-
-PER_CLASS = 12  # images per class per batch file: 120 per file, 600 training + 120 test images
-
-
-# --------------------------------------------------------------------------- fixture writers (also used by other tests)
-def fixture_arrays(n_per_class: int = PER_CLASS, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Images whose pixels depend on the label (so a tiny net can learn them), and labels 0..9 shuffled."""
-    rng = np.random.default_rng(seed)
-    labels = np.repeat(np.arange(10, dtype=np.uint8), n_per_class)
-    rng.shuffle(labels)
-    base = rng.integers(0, 60, size=(len(labels), 32, 32, 3), dtype=np.uint8)
-    images = (base + labels[:, None, None, None].astype(np.uint8) * 19).astype(np.uint8)
-    return images, labels
-
-
-def binary_bytes(images: np.ndarray, labels: np.ndarray) -> bytes:
-    """Records of the official binary layout: 1 label byte + 3072 pixel bytes (R, G, B planes)."""
-    planes = images.transpose(0, 3, 1, 2).reshape(len(labels), -1)
-    return np.concatenate([labels[:, None], planes], axis=1).astype(np.uint8).tobytes()
-
-
-def python_bytes(images: np.ndarray, labels: np.ndarray, name: str = "data_batch_1") -> bytes:
-    """A batch of the official Python layout: a pickled dict with bytes keys and a (N, 3072) uint8 array.
-
-    Protocol 3 writes globals as text lines, so the numpy 2 module path can be rewritten to
-    the `numpy.core.multiarray` path that the official (numpy 1.x era) files name.
-    """
-    batch = {
-        b"batch_label": f"{name} of fixture".encode(),
-        b"labels": [int(v) for v in labels],
-        b"data": images.transpose(0, 3, 1, 2).reshape(len(labels), -1).copy(),
-        b"filenames": [f"img_{i}.png".encode() for i in range(len(labels))],
-    }
-    raw = pickle.dumps(batch, protocol=3)
-    return raw.replace(b"numpy._core.multiarray\n", b"numpy.core.multiarray\n")
-
-
-def write_layout(root: Path, kind: str = "binary", *, n_per_class: int = PER_CLASS) -> Path:
-    """Write a complete tiny CIFAR-10 in `kind` ("binary", "python", "binary-archive", "python-archive") under root."""
-    root.mkdir(parents=True, exist_ok=True)
-    binary = kind.startswith("binary")
-    folder = D.BIN_DIR if binary else D.PY_DIR
-    files: dict[str, bytes] = {}
-    for i, name in enumerate(D._batch_names(kind)):
-        images, labels = fixture_arrays(n_per_class, seed=i)
-        files[name] = binary_bytes(images, labels) if binary else python_bytes(images, labels, name)
-    if kind.endswith("archive"):
-        archive = root / (D.BIN_ARCHIVE if binary else D.PY_ARCHIVE)
-        with tarfile.open(archive, "w:gz") as tar:
-            for name, payload in files.items():
-                info = tarfile.TarInfo(f"{folder}/{name}")
-                info.size = len(payload)
-                tar.addfile(info, io.BytesIO(payload))
-        return archive
-    (root / folder).mkdir(exist_ok=True)
-    for name, payload in files.items():
-        (root / folder / name).write_bytes(payload)
-    return root / folder
+from tests.helpers import PER_CLASS, binary_bytes, fixture_arrays, python_bytes, write_layout
 
 
 @pytest.fixture(autouse=True)

@@ -3,33 +3,10 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
-from streamlit.testing.v1 import AppTest
 
-from tests.conftest import ROOT
-from tests.test_data import write_layout
-
-PAGE = """
-import json, sys
-sys.path.insert(0, {root!r})
-import streamlit as st
-from explorer.annotate import build
-from explorer.config import ResNetConfig
-from explorer.ui.train import render_compare_tab, render_train_tab
-
-config = ResNetConfig.from_dict(json.loads({config!r}))
-render_train_tab(config, build(config))
-st.divider()
-render_compare_tab()
-"""
-TINY = {"depth": 8, "filters": 4}
-
-
-def page(config: dict = TINY) -> AppTest:
-    script = PAGE.format(root=str(ROOT), config=json.dumps(config))
-    return AppTest.from_string(script, default_timeout=120)
+from tests.helpers import job_of, page, set_budget, texts, train_until_done, write_layout
 
 
 @pytest.fixture(scope="module")
@@ -45,42 +22,6 @@ def app(fixture_dir, monkeypatch):
     at = page().run()
     assert not at.exception
     return at
-
-
-def texts(at: AppTest) -> str:
-    parts = [e.value for e in at.caption] + [e.value for e in at.markdown] + [e.value for e in at.info]
-    parts += [e.value for e in at.error] + [e.value for e in at.warning]
-    return "\n".join(str(p) for p in parts)
-
-
-def set_budget(at: AppTest, *, epochs: int) -> None:
-    at.radio(key="train_budget_kind").set_value("epochs").run()
-    at.number_input(key="train_epochs").set_value(epochs)
-    at.selectbox(key="train_batch").set_value(64)
-    at.run()
-
-
-def job_of(at: AppTest):
-    return at.session_state["_train_job"]
-
-
-def train_until_done(app: AppTest, timeout: float = 120):
-    """Click Train and rerun the page like its fragment does until the job ends; the job and whether a progress
-    bar was seen."""
-    app.button(key="train_start").click().run()
-    assert not app.exception
-    job = job_of(app)
-    seen_progress = bool(app.get("progress"))
-    deadline = time.monotonic() + timeout
-    while job.active:
-        assert time.monotonic() < deadline
-        time.sleep(0.5)
-        app.run()
-        assert not app.exception
-        seen_progress = seen_progress or bool(app.get("progress"))
-    app.run()
-    assert not app.exception
-    return job, seen_progress
 
 
 def test_train_on_fixture_shows_progress_curves_and_evaluation(app):

@@ -7,40 +7,13 @@ import json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from explorer import config as C
 from explorer.annotate import build
 from explorer.config import ConfigError, ResNetConfig
+from tests.helpers import plausible
 
 junk = st.one_of(st.none(), st.booleans(), st.integers(-10, 10**7), st.floats(allow_nan=True),
                  st.text(max_size=8), st.lists(st.integers(-3, 40), max_size=5))
 
-plausible = {
-    "version": st.sampled_from(C.VERSIONS),
-    "block": st.sampled_from(C.BLOCKS),
-    "depth": st.one_of(st.integers(-5, 400), st.none(), st.sampled_from([8, 11, 14, 20, 29, 50, 56, 110, 164])),
-    "blocks": st.one_of(st.none(), st.lists(st.integers(0, 6), min_size=1, max_size=6)),
-    "stages": st.integers(0, 7),
-    "filters": st.integers(0, 70),
-    "width_rule": st.sampled_from(C.WIDTH_RULES),
-    "widths": st.one_of(st.none(), st.lists(st.integers(0, 70), min_size=1, max_size=6)),
-    "expansion": st.integers(0, 6),
-    "shortcut": st.sampled_from(C.SHORTCUTS),
-    "stride_at": st.sampled_from(C.STRIDE_AT),
-    "downsample": st.sampled_from(C.DOWNSAMPLE),
-    "first_preact": st.booleans(),
-    "projection_from": st.sampled_from(C.PROJECTION_FROM),
-    "projection_bn": st.booleans(),
-    "stem": st.sampled_from(C.STEMS),
-    "head": st.sampled_from(C.HEADS),
-    "dropout": st.sampled_from([0.0, 0.2, 0.99, -0.1, 1.0]),
-    "input_shape": st.tuples(st.integers(0, 300), st.integers(0, 300), st.integers(0, 5)),
-    "classes": st.integers(0, 2000),
-    "conv_bias": st.sampled_from(C.CONV_BIAS),
-    "explicit_padding": st.booleans(),
-    "initializer": st.sampled_from(C.INITIALIZERS),
-    "l2": st.sampled_from([0.0, 1e-4, -1e-4, 2.0]),
-    "bn_epsilon": st.sampled_from([1e-3, 1.001e-5, 0.0]),
-}
 plausible_configs = st.fixed_dictionaries({}, optional=plausible)
 junk_configs = st.one_of(
     st.dictionaries(st.sampled_from(sorted(plausible)), junk, max_size=6),

@@ -11,38 +11,7 @@ import pytest
 
 from explorer import training as T
 from explorer.config import ConfigError, ResNetConfig
-from explorer.data import load_cifar10
-from tests.test_data import write_layout
-
-TINY = ResNetConfig(depth=8, filters=4)
-
-
-@pytest.fixture(scope="module")
-def fixture_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cifar")
-    write_layout(root, "binary", n_per_class=20)  # 1,000 training and 200 test images
-    return root
-
-
-@pytest.fixture(scope="module")
-def data(fixture_dir):
-    return load_cifar10(fixture_dir, allow_download=False)
-
-
-def long_settings(**kw) -> T.TrainSettings:
-    return T.TrainSettings(epochs=500, batch_size=50, val_split=0.0, evaluate=False, **kw)
-
-
-def wait_for(predicate, timeout: float = 60.0) -> None:
-    end = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < end, "timed out"
-        time.sleep(0.05)
-
-
-def training(job: T.TrainJob) -> bool:
-    snap = job.poll()
-    return snap.phase == "training" and snap.steps > 0
+from tests.helpers import TINY, long_settings, training, wait_for
 
 
 def test_one_epoch_fills_history_and_evaluates(data):

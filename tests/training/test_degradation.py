@@ -4,27 +4,12 @@ from __future__ import annotations
 
 import time
 
-import pytest
 from streamlit.testing.v1 import AppTest
 
 from explorer.config import ResNetConfig
-from explorer.data import load_cifar10
 from explorer.degradation import NETWORKS, DegradationLesson
-from tests.test_data import write_layout
 
 TINY = (("plain-8", ResNetConfig(depth=8, filters=4, shortcut="none")), ("resnet-8", ResNetConfig(depth=8, filters=4)))
-
-
-@pytest.fixture(scope="module")
-def fixture_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cifar")
-    write_layout(root, "binary", n_per_class=20)
-    return root
-
-
-@pytest.fixture(scope="module")
-def data(fixture_dir):
-    return load_cifar10(fixture_dir, allow_download=False)
 
 
 def test_the_lesson_networks():

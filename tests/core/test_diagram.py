@@ -18,9 +18,9 @@ from explorer.annotate import AnnotatedGraph, build, fmt_shape
 from explorer.config import ConfigError, ResNetConfig
 from explorer.diagram import DiagramError, to_dot
 from explorer.presets import PRESETS
+from tests.conftest import ROOT
 
 GOLDEN = Path(__file__).parent / "golden" / "resnet20_block.dot"
-ROOT = Path(__file__).resolve().parent.parent
 
 # Presets small enough to parse every level quickly, plus hand-made variants (plain network, B, C).
 SMALL = {
@@ -552,9 +552,9 @@ def test_golden_resnet20_block_view() -> None:
     if os.environ.get("UPDATE_GOLDEN"):
         GOLDEN.parent.mkdir(parents=True, exist_ok=True)
         GOLDEN.write_text(source, encoding="utf-8")
-    assert GOLDEN.exists(), "run UPDATE_GOLDEN=1 pytest tests/test_diagram.py to create the golden file"
+    assert GOLDEN.exists(), "run UPDATE_GOLDEN=1 pytest tests/core/test_diagram.py to create the golden file"
     assert source == GOLDEN.read_text(encoding="utf-8"), (
-        "the resnet20 block view changed; if on purpose, regenerate with UPDATE_GOLDEN=1 pytest tests/test_diagram.py"
+        "the resnet20 block view changed; if on purpose, regenerate with UPDATE_GOLDEN=1 pytest tests/core/test_diagram.py"
     )
 
 

@@ -9,44 +9,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from explorer import cli
 from explorer import training as T
 from explorer.config import ConfigError, ResNetConfig
 from explorer.data import DataError, make_datasets
 from explorer.imagefolder import folder_signature, load_image_folders
+from tests.helpers import CLASSES, page, texts, write_folders, write_image
 
-CLASSES = ("circles", "squares", "stripes")
-COLOURS = {"circles": (220, 40, 40), "squares": (40, 200, 60), "stripes": (40, 60, 220)}
-SIZES = ((20, 24), (28, 28))  # (H, W)
 TINY = {"depth": 8, "filters": 4, "input_shape": [16, 16, 3], "classes": 3}
-
-
-def write_image(path: Path, cls: str, size: tuple[int, int], *, seed: int, mode: str = "RGB") -> None:
-    """A noisy image whose colour says its class (so a tiny net can learn it)."""
-    rng = np.random.default_rng(seed)
-    h, w = size
-    pixels = rng.integers(0, 60, size=(h, w, 3)) + np.array(COLOURS.get(cls, (128, 128, 128)))
-    img = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    img.convert(mode).save(path)
-
-
-def write_folders(root: Path, *, per_class: int = 12, classes: tuple[str, ...] = CLASSES, junk: bool = True) -> Path:
-    """root/<class>/img_XX.png in two sizes (one grayscale, one in a nested folder) plus, with `junk`, a corrupt PNG,
-    a notes.txt and a hidden file."""
-    for c, cls in enumerate(classes):
-        for i in range(per_class):
-            sub = "nested/" if i == per_class - 1 else ""
-            mode = "L" if (c, i) == (0, 0) else "RGBA" if (c, i) == (1, 0) else "RGB"
-            write_image(root / cls / f"{sub}img_{i:02d}.png", cls, SIZES[i % 2], seed=100 * c + i, mode=mode)
-    if junk:
-        (root / classes[0] / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"not really a png" * 4)
-        (root / classes[1] / "notes.txt").write_text("where these pictures came from\n")
-        (root / classes[2] / ".DS_Store").write_bytes(b"\0\1\2")
-    (root / "README.txt").write_text("loose files in the root are ignored\n")
-    return root
 
 
 @pytest.fixture(scope="module")
@@ -206,8 +177,6 @@ def test_cli_refusals_are_one_line_exit_2(folders, tmp_path, capsys):
 
 # --------------------------------------------------------------------------- the Train tab
 def test_train_tab_lists_the_classes_and_trains_on_folders(tmp_path):
-    from tests.test_train_tab import page, texts
-
     root = write_folders(tmp_path / "pictures", per_class=14)  # 11 + 3 per class: 33 training images, one batch of 32
     at = page({"depth": 8, "filters": 4, "input_shape": [16, 16, 3]}).run()  # 10 classes: needs adapting
     at.radio(key="train_source").set_value("Image folders").run()

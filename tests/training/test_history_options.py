@@ -11,10 +11,9 @@ import numpy as np
 import pytest
 
 from explorer import training as T
-from explorer.config import ConfigError, ResNetConfig
-from tests.test_training import data, fixture_dir  # noqa: F401 - pytest fixtures (1,000 training, 200 test images)
+from explorer.config import ConfigError
+from tests.helpers import TINY
 
-TINY = ResNetConfig(depth=8, filters=4)
 HUGE_LR = 1e30  # the weights overflow within a few batches: every later loss is NaN, so it never improves
 
 
@@ -112,7 +111,7 @@ def test_plateau_lowers_the_lr_epoch_by_epoch(data, monkeypatch):
 
 # --------------------------------------------------------------------------- Train tab
 def test_train_tab_offers_the_callbacks_under_the_paper_recipe_and_says_which_epoch(early_stopped):
-    from tests.test_train_tab import page
+    from tests.helpers import page
 
     at = page().run()
     assert not at.exception

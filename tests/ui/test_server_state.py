@@ -9,7 +9,8 @@ import pytest
 from streamlit.runtime.scriptrunner import script_runner
 
 from explorer.ui import server_state
-from tests.test_app import ROOT, run_app
+from tests.conftest import ROOT
+from tests.helpers import run_app
 
 
 @pytest.fixture

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import random
-
 import pytest
 
 from explorer.annotate import build
-from explorer.config import ConfigError, ResNetConfig
+from explorer.config import ResNetConfig
 from explorer.keras_build import GraphError, build_model
 from explorer.presets import PRESETS
-from tests.keras_compare import assert_node_by_node
+from tests.helpers import GENERATED
+from tests.keras.keras_compare import assert_node_by_node
 
 SMALL_PRESETS = [name for name, p in PRESETS.items() if len(build(p.config).graph) <= 600]
 
@@ -19,40 +18,6 @@ SMALL_PRESETS = [name for name, p in PRESETS.items() if len(build(p.config).grap
 def test_preset_parity(name):
     ag = build(PRESETS[name].config)
     assert_node_by_node(ag, build_model(ag))
-
-
-def generated_configs(count: int, seed: int = 20261127) -> list[ResNetConfig]:
-    """`count` consistent configs mixing every option (seeded, so the same each run)."""
-    rng = random.Random(seed)
-    found: list[ResNetConfig] = []
-    while len(found) < count:
-        block = rng.choice(["basic", "bottleneck"])
-        stages = rng.choice([1, 2, 3, 3, 4])
-        side = rng.choice([8, 17, 24, 32, 32, 40, 64])
-        try:
-            cfg = ResNetConfig(
-                version=rng.choice([1, 2]), block=block, stages=stages, depth=None,
-                blocks=tuple(rng.randint(1, 2) for _ in range(stages)),
-                filters=rng.choice([4, 8, 12, 16]), width_rule=rng.choice(["double", "keras"]),
-                expansion=rng.choice([2, 4]), shortcut=rng.choice(["A", "B", "C", "none", "identity"]),
-                stride_at=rng.choice(["conv1", "conv3x3"]), downsample=rng.choice(["first", "last"]),
-                first_preact=rng.random() < 0.5, projection_from=rng.choice(["preact", "input"]),
-                projection_bn=rng.random() < 0.5, stem=rng.choice(["cifar", "imagenet", "tutorial"]),
-                head=rng.choice(["gap", "flatten", "tutorial"]), dropout=rng.choice([0.0, 0.3]),
-                input_shape=(side, side + rng.choice([0, 8]), rng.choice([1, 3])), classes=rng.choice([2, 10, 100]),
-                conv_bias=rng.choice(["auto", "always", "never"]), explicit_padding=rng.random() < 0.3,
-                initializer=rng.choice(["he_normal", "glorot_uniform"]), l2=rng.choice([0.0, 1e-4]),
-                batch_norm=rng.random() < 0.8, zero_init=rng.random() < 0.2,
-                freeze=rng.choice([0, 0, 0, 1, stages]),
-            )
-        except ConfigError:
-            continue
-        if not build(cfg).errors:
-            found.append(cfg)
-    return found
-
-
-GENERATED = generated_configs(60)
 
 
 @pytest.mark.parametrize("index", range(len(GENERATED)))

@@ -11,27 +11,14 @@ from streamlit.testing.v1 import AppTest
 
 from explorer import training
 from explorer.config import ConfigError, ResNetConfig
-from explorer.data import load_cifar10
 from explorer.degradation import DegradationLesson
 from explorer.training import FairSlots, TrainJob, TrainSettings
 from explorer.ui.session import JOB, LESSON, busy_with
 from tests.conftest import ROOT
-from tests.test_data import write_layout
+from tests.helpers import write_layout
 
 TINY = ResNetConfig(depth=8, filters=4)
 TWO = (("plain-8", TINY.replace(shortcut="none")), ("resnet-8", TINY))
-
-
-@pytest.fixture(scope="module")
-def fixture_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cifar-limits")
-    write_layout(root, "binary", n_per_class=20)
-    return root
-
-
-@pytest.fixture(scope="module")
-def data(fixture_dir):
-    return load_cifar10(fixture_dir, allow_download=False)
 
 
 def test_fair_slots_serve_waiters_in_the_order_they_came():

@@ -7,7 +7,7 @@ import random
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.test_app import APP
+from tests.helpers import APP
 
 FIELDS = ["preset", "version", "block", "depth", "blocks", "stages", "filters", "widths", "shortcut", "stem", "head",
           "input", "classes", "dropout", "l2", "width_rule", "stride_at", "downsample", "conv_bias", "batch_norm",

@@ -12,7 +12,7 @@ from explorer.annotate import _State, build
 from explorer.codegen import layer_call
 from explorer.presets import PRESETS
 from tests.conftest import ROOT
-from tests.test_parity import GENERATED
+from tests.helpers import GENERATED
 
 
 @pytest.mark.parametrize("op", sorted(ops.OPS))

@@ -165,7 +165,7 @@ def test_a_depth_the_blocks_per_stage_do_not_show_is_in_the_link():
 
 
 def _valid_configs():
-    from tests.test_properties import plausible
+    from tests.helpers import plausible
 
     def build(data):
         try:

@@ -9,8 +9,8 @@ from explorer.annotate import build
 from explorer.keras_build import build_model
 from explorer.presets import PRESETS
 from explorer.pretrained import reference_name
-from tests import reference_nets
-from tests.keras_compare import graph_signature, layer_shape, signature
+from tests.keras import reference_nets
+from tests.keras.keras_compare import graph_signature, layer_shape, signature
 
 APPS = {"resnet50v2": keras.applications.ResNet50V2, "resnet101v2": keras.applications.ResNet101V2,
         "resnet152v2": keras.applications.ResNet152V2}

@@ -14,24 +14,9 @@ from streamlit.testing.v1 import AppTest
 from explorer.annotate import build
 from explorer.presets import PRESETS
 from tests.conftest import ROOT
+from tests.helpers import APP, metrics, open_tab, run_app, url
 
-APP = str(ROOT / "explorer" / "app.py")
 TABS = ("Architecture", "Layers", "Debug", "Lessons", "Train", "Compare", "Export")
-
-
-def run_app(query: dict | None = None, tab: str | None = None) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=60)
-    for key, value in (query or {}).items():
-        at.query_params[key] = value
-    if tab:
-        at.session_state["tab"] = tab
-    at.run()
-    assert not at.exception, at.exception
-    return at
-
-
-def metrics(at: AppTest) -> dict[str, str]:
-    return {m.label: m.value for m in at.metric}
 
 
 def dot_of(at: AppTest) -> str:
@@ -40,21 +25,10 @@ def dot_of(at: AppTest) -> str:
     return charts[0].proto.spec
 
 
-def open_tab(at: AppTest, tab: str) -> AppTest:
-    at.session_state["tab"] = tab
-    at.run()
-    assert not at.exception, at.exception
-    return at
-
-
 def texts(at: AppTest) -> str:
     parts = [m.value for m in at.markdown] + [e.value for e in at.error] + [w.value for w in at.warning]
     parts += [s.value for s in at.success] + [i.value for i in at.info] + [c.value for c in at.caption]
     return "\n".join(str(p) for p in parts)
-
-
-def url(at: AppTest) -> dict:
-    return {k: at.query_params[k][0] if isinstance(at.query_params[k], list) else at.query_params[k] for k in at.query_params}
 
 
 # --------------------------------------------------------------------------- default page and rebuilds

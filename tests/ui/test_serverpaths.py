@@ -21,7 +21,7 @@ from explorer.imagefolder import load_image_folders, load_image_zip
 from explorer.presets import PRESETS
 from explorer.serverpaths import is_served, policy
 from tests.conftest import ROOT
-from tests.test_imagefolder import CLASSES, write_folders, write_image
+from tests.helpers import CLASSES, write_folders, write_image
 
 
 def png_bytes(colour: tuple[int, int, int], size: tuple[int, int] = (12, 10), *, fmt: str = "PNG") -> bytes:
@@ -261,7 +261,7 @@ def test_zip_links_passwords_sizes_and_counts_are_capped():
 
 # --------------------------------------------------------------------------- the Train tab
 def test_shared_server_tab_refuses_paths_alike_and_points_to_the_upload(tree, monkeypatch):
-    from tests.test_train_tab import page, texts
+    from tests.helpers import page, texts
 
     monkeypatch.setenv("EXPLORER_SHARED", "1")
     monkeypatch.delenv(serverpaths.ROOTS_ENV, raising=False)
@@ -296,7 +296,7 @@ def test_shared_server_tab_refuses_paths_alike_and_points_to_the_upload(tree, mo
 
 
 def test_train_tab_trains_on_an_uploaded_zip_and_shows_only_its_images(monkeypatch):
-    from tests.test_train_tab import page, texts
+    from tests.helpers import page, texts
 
     monkeypatch.setenv("EXPLORER_SHARED", "1")
     monkeypatch.delenv(serverpaths.ROOTS_ENV, raising=False)

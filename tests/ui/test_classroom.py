@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from explorer.ui import classroom
-from tests.test_app import metrics, run_app, url
+from tests.helpers import metrics, run_app, url
 
 
 def test_parse_and_round_trip():

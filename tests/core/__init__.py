@@ -1,0 +1,1 @@
+"""Tests of the pure core: config, annotation, fields, ops, formatting, diagrams, teaching."""
