@@ -133,11 +133,6 @@ class AnnotatedGraph:
         }
 
 
-def fmt_shape(shape: Shape) -> str:
-    """(32, 32, 16) → '32×32×16'."""
-    return "×".join(str(s) for s in shape)
-
-
 def build(config: ResNetConfig) -> AnnotatedGraph:
     """expand() then annotate(): the usual way from a config to everything the views need."""
     return annotate(expand(config))

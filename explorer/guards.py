@@ -86,8 +86,6 @@ def rerun_seconds() -> float:
     return _env_float(RERUN_SECONDS_ENV) or DEFAULT_RERUN_SECONDS
 
 
-human = fmt.memory
-"""Kept for importers of the old name: `fmt.memory`."""
 
 
 # --------------------------------------------------------------------------- memory

@@ -47,7 +47,3 @@ def layer_table(ag: AnnotatedGraph) -> pd.DataFrame:
     return df
 
 
-human = fmt.count
-"""Kept for importers of the old name: `fmt.count`."""
-human_bytes = fmt.binary_bytes
-"""Kept for importers of the old name: `fmt.binary_bytes`."""

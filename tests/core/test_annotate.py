@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from explorer.annotate import annotate, build, fmt_shape
+from explorer import fmt
+from explorer.annotate import annotate, build
 from explorer.config import ResNetConfig
 from explorer.graph import Graph, Node, expand
 from explorer.presets import PRESETS
@@ -170,6 +171,6 @@ def test_every_preset_is_consistent():
         assert len(names) == len(set(names)), name
 
 
-def test_fmt_shape():
-    assert fmt_shape((32, 32, 16)) == "32×32×16"
-    assert fmt_shape((10,)) == "10"
+def test_shapes_are_written_with_times_signs():
+    assert fmt.shape((32, 32, 16)) == "32×32×16"
+    assert fmt.shape((10,)) == "10"

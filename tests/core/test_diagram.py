@@ -13,8 +13,8 @@ from pathlib import Path
 import pydot
 import pytest
 
-from explorer import diagram
-from explorer.annotate import AnnotatedGraph, build, fmt_shape
+from explorer import diagram, fmt
+from explorer.annotate import AnnotatedGraph, build
 from explorer.config import ConfigError, ResNetConfig
 from explorer.diagram import DiagramError, to_dot
 from explorer.presets import PRESETS
@@ -230,7 +230,7 @@ def test_layer_level_draws_every_layer_with_blocks_as_clusters(name: str) -> Non
     assert len(_shortcut_edges(source)) == expected
     info = ag.info
     for s, _, attrs in edges:
-        assert fmt_shape(info[s].shape) in attrs["label"]
+        assert fmt.shape(info[s].shape) in attrs["label"]
 
 
 @pytest.mark.parametrize("name", list(SMALL))
@@ -352,7 +352,7 @@ def test_every_diagnostic_node_is_red_with_both_input_shapes_on_its_edges(level:
         assert d.message in attrs["tooltip"] and d.hint in attrs["tooltip"]
         incoming = " | ".join(a["label"] for _, dst, a in edges if dst == d.node)
         for shape in d.shapes:
-            assert fmt_shape(shape) in incoming
+            assert fmt.shape(shape) in incoming
         assert all("broken" in _classes(a) for _, dst, a in edges if dst == d.node)
         for name in d.path:
             if level == "layer":
@@ -377,7 +377,7 @@ def test_stage_view_marks_the_broken_stage_with_the_shapes() -> None:
     for d in ag.diagnostics:
         stage = d.node.split("_")[0]
         assert nodes[stage]["color"] == diagram.ERROR
-        assert " vs ".join(fmt_shape(s) for s in d.shapes) in nodes[stage]["label"]
+        assert " vs ".join(fmt.shape(s) for s in d.shapes) in nodes[stage]["label"]
     assert nodes["stage1"]["color"] != diagram.ERROR
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from explorer import fmt, guards, tables
+from explorer import fmt
 
 
 def test_count_uses_decimal_prefixes_with_three_digits():
@@ -28,7 +28,3 @@ def test_memory_rounds_to_mib_or_tenths_of_a_gib():
 def test_shape_joins_dimensions():
     assert fmt.shape((32, 32, 16)) == "32×32×16"
     assert fmt.shape((10,)) == "10"
-
-
-def test_the_old_names_still_work():
-    assert tables.human is fmt.count and tables.human_bytes is fmt.binary_bytes and guards.human is fmt.memory
