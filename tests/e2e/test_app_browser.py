@@ -115,3 +115,24 @@ def test_layers_tab_screenshot(page, app_url):
     wait_idle(page, TIMEOUT)
     no_exception(page)
     screenshot(page, "app_layers")
+
+
+def test_train_controls_keep_the_recipe_values_after_the_data_source_hid_them(page, app_url, tmp_path):
+    """Controls hidden while the image folder is chosen (not drawn for some runs) come back with the recipe's values."""
+    from tests.helpers import write_folders
+
+    root = write_folders(tmp_path / "images", junk=False)
+    open_app(page, app_url, "?preset=resnet20&tab=Train")
+    page.get_by_text("Image folders", exact=True).first.click()
+    wait_idle(page, TIMEOUT)
+    box = page.get_by_role("textbox", name="Image folder")
+    box.fill(str(root))
+    box.press("Enter")
+    wait_idle(page, TIMEOUT)
+    page.get_by_text("Adapt to the folders", exact=False).first.click()
+    wait_idle(page, TIMEOUT)
+    batch = page.get_by_role("combobox", name="Batch size")
+    batch.wait_for(timeout=TIMEOUT)
+    assert batch.input_value() == "64"  # the short recipe's batch, not the select box's first option (32)
+    assert page.get_by_role("checkbox", name="Random flips").is_checked()
+    no_exception(page)

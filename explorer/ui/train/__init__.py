@@ -25,7 +25,6 @@ from explorer.ui.session import DATA_DIR, JOB, MAX_RUNS, RECORDED, RUNS, START_E
 from explorer.ui.train.controls import (
     _callback_settings,
     controls,
-    seed_controls,
     settings_from_state,
     weights_choice,
     weights_section,
@@ -87,7 +86,6 @@ def render_train_tab(config: ResNetConfig, ag: AnnotatedGraph) -> None:
         if data is None:
             return
     adapt_key = ADAPT if source == CIFAR else FOLDER_ADAPT
-    seed_controls()  # (the settings are read before the controls are drawn)
     plan = prepare_run(config, data, settings_from_state(), adapt=bool(st.session_state.get(adapt_key)),
                        worker=guards.train_worker())
     for warning in plan.warnings:

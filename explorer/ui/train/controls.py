@@ -35,7 +35,12 @@ def on_recipe_change() -> None:
 
 
 def seed_controls() -> None:
-    """Give the controls their first values (the recipe's), so the settings read before they are drawn are theirs."""
+    """Give the controls their first values (the recipe's), right before they are drawn.
+
+    Called only where the widgets follow in the same run: a value set in a run that does not draw its
+    widget is dropped by Streamlit at the end of that run (the batch size then fell back to the select
+    box's first option). `settings_from_state` falls back to the same recipe values.
+    """
     st.session_state.setdefault(RECIPE, "short")
     st.session_state.setdefault(BATCH, RECIPES[st.session_state[RECIPE]].batch_size)
     st.session_state.setdefault(FLIP, RECIPES[st.session_state[RECIPE]].flip)
@@ -93,12 +98,14 @@ def settings_from_state() -> TrainSettings:
     state = st.session_state
     by_time = state.get(BUDGET_KIND, "seconds") == "seconds"
     subset = state.get(SUBSET, "all")
+    recipe = RECIPES[state.get(RECIPE, "short")]  # what the controls start from before they are first drawn
     return TrainSettings(
         recipe=state.get(RECIPE, "short"),
         seconds=float(state.get(SECONDS, 90)) if by_time else None,
         epochs=None if by_time else int(state.get(EPOCHS, 3)),
         subset=None if subset == "all" else int(str(subset).replace(",", "")),
-        batch_size=int(state.get(BATCH, 256)), flip=bool(state.get(FLIP, True)), crop=4 if state.get(CROP) else 0,
+        batch_size=int(state.get(BATCH, recipe.batch_size)), flip=bool(state.get(FLIP, recipe.flip)),
+        crop=4 if state.get(CROP, bool(recipe.crop)) else 0,
         **_callback_settings(state),
     )
 
