@@ -242,6 +242,23 @@ def train_until_done(app: AppTest, timeout: float = 120):
     return job, seen_progress
 
 
+def adapt_and_train_one_epoch(at: AppTest, timeout: float = 120):
+    """On the Train tab with image folders or an upload shown: adapt the network, train one epoch at batch 32, and
+    rerun once it ended; the job."""
+    at.toggle(key="train_folder_adapt").set_value(True).run()
+    at.radio(key="train_budget_kind").set_value("epochs").run()
+    at.number_input(key="train_epochs").set_value(1)
+    at.selectbox(key="train_batch").set_value(32)
+    at.run()
+    at.button(key="train_start").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    job = at.session_state["_train_job"]
+    assert job.join(timeout)
+    at.run()
+    assert not at.exception
+    return job
+
+
 # --------------------------------------------------------------------------- configs
 # Strategies for each config field, over plausible and implausible values (the property tests draw from them).
 plausible = {

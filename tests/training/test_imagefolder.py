@@ -15,7 +15,7 @@ from explorer import training as T
 from explorer.config import ConfigError, ResNetConfig
 from explorer.data import DataError, make_datasets
 from explorer.imagefolder import folder_signature, load_image_folders
-from tests.helpers import CLASSES, page, texts, write_folders, write_image
+from tests.helpers import CLASSES, adapt_and_train_one_epoch, page, texts, write_folders, write_image
 
 TINY = {"depth": 8, "filters": 4, "input_shape": [16, 16, 3], "classes": 3}
 
@@ -188,17 +188,7 @@ def test_train_tab_lists_the_classes_and_trains_on_folders(tmp_path):
     assert "Skipped 2 unreadable files: circles/broken.png" in shown
     assert "These image folders need a 16×16×3 input and 3 classes" in shown
     assert "train_start" not in [b.key for b in at.button]  # no Train button until adapted
-    at.toggle(key="train_folder_adapt").set_value(True).run()
-    at.radio(key="train_budget_kind").set_value("epochs").run()
-    at.number_input(key="train_epochs").set_value(1)
-    at.selectbox(key="train_batch").set_value(32)
-    at.run()
-    at.button(key="train_start").click().run()
-    assert not at.exception and not at.error, [e.value for e in at.error]
-    job = at.session_state["_train_job"]
-    assert job.join(120)
-    at.run()
-    assert not at.exception
+    job = adapt_and_train_one_epoch(at)
     assert job.status == "done", job.error
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Validation accuracy"].endswith("%")

@@ -21,7 +21,7 @@ from explorer.imagefolder import load_image_folders, load_image_zip
 from explorer.presets import PRESETS
 from explorer.serverpaths import is_served, policy
 from tests.conftest import ROOT
-from tests.helpers import CLASSES, write_folders, write_image
+from tests.helpers import CLASSES, adapt_and_train_one_epoch, write_folders, write_image
 
 
 def png_bytes(colour: tuple[int, int, int], size: tuple[int, int] = (12, 10), *, fmt: str = "PNG") -> bytes:
@@ -309,17 +309,8 @@ def test_train_tab_trains_on_an_uploaded_zip_and_shows_only_its_images(monkeypat
     shown = texts(at)
     assert "**3 classes**" in shown and "cat (11 + 3), dog (11 + 3), owl (11 + 3)" in shown
     assert "Skipped 1 unreadable file: dog/notes.txt" in shown
-    at.toggle(key="train_folder_adapt").set_value(True).run()
-    at.radio(key="train_budget_kind").set_value("epochs").run()
-    at.number_input(key="train_epochs").set_value(1)
-    at.selectbox(key="train_batch").set_value(32)
-    at.run()
-    at.button(key="train_start").click().run()
-    assert not at.exception and not at.error, [e.value for e in at.error]
-    job = at.session_state["_train_job"]
-    assert job.join(120)
-    at.run()
-    assert not at.exception and job.status == "done", job.error
+    job = adapt_and_train_one_epoch(at)
+    assert job.status == "done", job.error
     uploaded = at.session_state["_train_uploaded"][1]
     assert job.data is uploaded  # the validation grid shows x_test of the session's own upload
     [grid] = at.get("image")
