@@ -301,7 +301,6 @@ class _Plan:
 
     # ------------------------------------------------------------------ edges
     def _connect(self) -> None:
-        info = self.ag.info
         seen: set[tuple[str, str]] = set()
         for n in self.graph.nodes:
             dst = self.owner.get(n.name, "")
@@ -320,16 +319,29 @@ class _Plan:
                 seen.add((src, dst))
                 if collapsed:
                     kind = b.shortcut
-                    label = self._shortcut_label(b) + "\\n" + fmt.shape(info[src_name].shape)
+                    label = self._shortcut_label(b) + "\\n" + self._carried(src_name)
                     tooltip = self._shortcut_tooltip(b)
                 else:
                     kind = b.shortcut if (is_shortcut and b is not None) else "main"
-                    label = fmt.shape(info[src_name].shape)
+                    label = self._carried(src_name)
                     if kind == "identity":
                         label = "identity\\n" + label
                     tooltip = ""
                 broken = dst in self.broken_ids or (src in self.path_ids and dst in self.path_ids)
                 self.edges.append(_Edge(src, dst, label, kind, tooltip, broken))
+
+    def _carried(self, name: str) -> str:
+        """The shape an edge out of node `name` carries, for its label.
+
+        A node whose inputs do not fit has no real output: `annotate` records the diagnostic and goes on
+        with the main path's shape, which the edge must not show as if the node produced it. Its edge shows
+        what reaches the node instead, marked ✗ — the first shape the diagnostic names, as the red Add
+        beside it does ("✗ cannot add 32×32×64 vs 16×16×32").
+        """
+        shapes = next((d.shapes for d in self.ag.errors if d.node == name and d.shapes), None)
+        if shapes is not None:
+            return "✗ " + fmt.shape(shapes[0])
+        return fmt.shape(self.ag.info[name].shape)
 
     def _shortcut_label(self, b: BlockInfo) -> str:
         letter = self.cfg.shortcut if self.cfg.shortcut in ("A", "B", "C") else ""

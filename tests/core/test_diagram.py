@@ -389,6 +389,23 @@ def test_shrinking_zero_pad_shortcut_is_red_on_its_add() -> None:
     assert "error" in _classes(_nodes(to_dot(ag, level="layer"))["stage2_block1_shortcut"])
 
 
+@pytest.mark.parametrize("level", ["block", "layer"])
+def test_a_broken_shortcut_edge_shows_what_reaches_it_as_its_add_does(level: str) -> None:
+    """resnet20 with widths 64,32,16: zero-padding cannot shrink 64 channels to 32. Its edge must not claim the
+    16×16×32 that annotate carries on with; it shows, marked ✗, the 32×32×64 the red Add names too."""
+    ag = build(PRESETS["resnet20"].config.replace(widths=(64, 32, 16)))
+    [first, second] = ag.errors
+    assert first.node == "stage2_block1_shortcut"
+    edges = _edges(to_dot(ag, level=level))
+    for d in (first, second):
+        add = d.node.replace("_shortcut", "_add")
+        [label] = [a["label"] for _, dst, a in edges if dst == add and "shortcut" in _classes(a)]
+        got, main = fmt.shape(d.shapes[0]), fmt.shape(d.shapes[1])
+        assert f"✗ {got}" in label and main not in label, label
+        if level == "block":  # the red Add names the same two shapes
+            assert f"{got} vs {main}" in _nodes(to_dot(ag))[add]["label"]
+
+
 def test_legend_explains_colours_and_edges() -> None:
     legend = _nodes(to_dot(build(BROKEN)))["legend"]["label"]
     for text in ("identity shortcut", "does not fit", "path that breaks", "main path"):
