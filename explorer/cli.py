@@ -38,14 +38,24 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
-def _add_config_flags(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("network (also usable as overrides after --preset)")
+def _add_config_flags(p: argparse.ArgumentParser, *, side: str = "") -> None:
+    """The config flags (`--preset`, `--config`, one per FIELDS entry); with `side="b"` the second network's
+    (`--preset-b`, `--config-b`, `--depth-b`, …, read by `config_from_args(args, side="b")`)."""
+    suffix = f"-{side}" if side else ""
+    title = (f"network {side.upper()} (starts from network A; the same flags with -{side})" if side
+             else "network (also usable as overrides after --preset)")
+    g = p.add_argument_group(title)
     src = g.add_mutually_exclusive_group()
-    src.add_argument("--preset", metavar="NAME", help=f"start from a preset: {', '.join(PRESETS)}")
-    src.add_argument("--config", metavar="FILE.json", help="start from a config JSON file (as printed by summary --json)")
+    src.add_argument(f"--preset{suffix}", metavar="NAME", help=f"start from a preset: {', '.join(PRESETS)}"
+                     if not side else "start from this preset instead of network A")
+    src.add_argument(f"--config{suffix}", metavar="FILE.json",
+                     help="start from a config JSON file (as printed by summary --json)")
     for field in FIELDS:
         if field.cli:
-            g.add_argument(f"--{field.cli}", **_flag_args(field))
+            kwargs = _flag_args(field)
+            if side:
+                kwargs = {**kwargs, "help": argparse.SUPPRESS, "dest": f"{field.dest}_{side}"}
+            g.add_argument(f"--{field.cli}{suffix}", **kwargs)
 
 
 def _flag_args(field: Field) -> dict:
@@ -116,17 +126,20 @@ def read_config_file(path: str) -> ResNetConfig:
     return ResNetConfig.from_json(data, name=path)
 
 
-def config_from_args(args: argparse.Namespace) -> ResNetConfig:
-    """The config the flags describe: a preset or file (or the default) with overrides applied (`with_changes`)."""
-    if args.preset:
-        base = get_preset(args.preset).config
-    elif args.config:
-        base = read_config_file(args.config)
-    else:
+def config_from_args(args: argparse.Namespace, *, side: str = "", base: ResNetConfig | None = None) -> ResNetConfig:
+    """The config the flags describe: a preset or file (or `base`, else the default) with overrides applied
+    (`with_changes`); `side="b"` reads the second network's flags (`--preset-b`, `--depth-b`, …)."""
+    suffix = f"_{side}" if side else ""
+    preset, config_file = getattr(args, f"preset{suffix}"), getattr(args, f"config{suffix}")
+    if preset:
+        base = get_preset(preset).config
+    elif config_file:
+        base = read_config_file(config_file)
+    elif base is None:
         base = ResNetConfig()
     changes: dict = {}
     for field in FIELDS:
-        value = getattr(args, field.dest) if field.cli else None
+        value = getattr(args, f"{field.dest}{suffix}") if field.cli else None
         if value is not None:
             changes[field.name] = field.parse(value) if field.kind in ("ints", "shape") else value
     if "blocks" in changes and "depth" in changes:
@@ -181,6 +194,21 @@ def cmd_presets(args: argparse.Namespace) -> int:
         print(df.to_json(orient="records", force_ascii=False, indent=1))
     else:
         print(df.to_string(index=False))
+    return EXIT_OK
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    """Print what differs between network A and network B, node by node (exit 0 either way)."""
+    from explorer.diff import diff, network_text
+
+    config_a = config_from_args(args)
+    config_b = config_from_args(args, side="b", base=config_a)
+    result = diff(build(config_a), build(config_b))
+    if args.json:
+        print(json.dumps({"a": config_a.to_dict(), "b": config_b.to_dict(), **result.to_dict()}, indent=1))
+        return EXIT_OK
+    print(f"A: {network_text(config_a)}\nB: {network_text(config_b)}")
+    print("\n".join(result.lines(limit=args.limit)))
     return EXIT_OK
 
 
@@ -480,6 +508,13 @@ def make_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("presets", help="list the named presets with their references")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_presets)
+
+    p = sub.add_parser("diff", help="what differs between two networks, node by node (e.g. --preset resnet20 --shortcut-b none)")
+    _add_config_flags(p)
+    _add_config_flags(p, side="b")
+    p.add_argument("--json", action="store_true", help="one JSON object (both configs, totals, only_a, only_b, changed)")
+    p.add_argument("--limit", type=int, default=40, help="longest list printed per kind of difference (default 40)")
+    p.set_defaults(func=cmd_diff)
 
     p = sub.add_parser("summary", help="per-layer table and totals of a network")
     _add_config_flags(p)

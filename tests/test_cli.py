@@ -233,3 +233,22 @@ def test_a_hostile_config_file_exits_2_with_one_line(capsys, tmp_path, payload, 
     code, _, err = run(capsys, "summary", "--config", str(path))
     lines = [line for line in err.splitlines() if line.strip()]
     assert code == 2 and len(lines) == 1 and message in lines[0] and len(lines[0]) < 400, err
+
+
+def test_diff_compares_a_network_with_its_plain_twin_and_with_another_preset(capsys):
+    code, out, _ = run(capsys, "diff", "--preset", "resnet20", "--shortcut-b", "none")
+    assert code == 0
+    assert "B: depth 20 · v1 · basic blocks · shortcut none" in out
+    assert "only in A (11): stage1_block1_add" in out and "stage2_block1_shortcut" in out
+    code, out, _ = run(capsys, "diff", "--preset", "resnet20", "--preset-b", "resnet32", "--json")
+    data = json.loads(out)
+    assert code == 0 and data["a"]["depth"] == 20 and data["b"]["depth"] == 32
+    assert data["totals"]["params"] == {"a": 271_098, "b": 466_426}
+    assert len(data["only_b"]) == 6 * 7 and not data["only_a"] and not data["same"]
+    code, out, _ = run(capsys, "diff", "--preset", "resnet20")
+    assert code == 0 and "the two networks are the same, node by node" in out
+
+
+def test_diff_refuses_a_bad_second_network_in_one_line(capsys):
+    code, _, err = run(capsys, "diff", "--preset", "resnet20", "--depth-b", "21")
+    assert code == 2 and "depth" in err and "Traceback" not in err
