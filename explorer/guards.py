@@ -391,14 +391,21 @@ def blank_main() -> Iterator[None]:
                 sys.modules["__main__"] = main
 
 
-def _ended(exitcode: int | None) -> str:
-    if exitcode is not None and exitcode < 0:
-        import signal
+def signal_name(exitcode: int | None) -> str | None:
+    """The signal that ended a child process, from its `exitcode` ("SIGKILL", or "signal 77"); None when it exited."""
+    if exitcode is None or exitcode >= 0:
+        return None
+    import signal
 
-        try:
-            name = signal.Signals(-exitcode).name
-        except ValueError:
-            name = f"signal {-exitcode}"
+    try:
+        return signal.Signals(-exitcode).name
+    except ValueError:
+        return f"signal {-exitcode}"
+
+
+def _ended(exitcode: int | None) -> str:
+    name = signal_name(exitcode)
+    if name is not None:
         return f"the computation's process was killed by {name} (out of memory?); try a smaller network"
     return f"the computation's process ended unexpectedly (exit code {exitcode}); see the server log"
 

@@ -91,14 +91,9 @@ def _peak_rss(pid: int) -> int | None:
 
 
 def _died(exitcode: int | None) -> str:
-    if exitcode is not None and exitcode < 0:
-        import signal
-
-        try:
-            name = signal.Signals(-exitcode).name
-        except ValueError:
-            name = f"signal {-exitcode}"
-        killed = " (the system ran out of memory?)" if exitcode == -signal.SIGKILL else ""
+    name = guards.signal_name(exitcode)
+    if name is not None:
+        killed = " (the system ran out of memory?)" if name == "SIGKILL" else ""
         return f"the training process was killed by {name}{killed}; try a smaller batch size or network, or retry later"
     return f"the training process ended unexpectedly (exit code {exitcode}); see the server log"
 
