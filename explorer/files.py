@@ -75,7 +75,7 @@ def open_regular(path: str | os.PathLike) -> BinaryIO:
         FileRefused: Not a regular file.
         OSError: It cannot be opened.
     """
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0)
     fd = os.open(path, flags)  # non-blocking: opening a FIFO does not wait for a writer
     try:
         mode = os.fstat(fd).st_mode

@@ -35,7 +35,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from explorer import fmt
+from explorer import files, fmt
 from explorer.data import DataError, InMemoryImages
 from explorer.serverpaths import system_dir
 
@@ -312,14 +312,13 @@ def _read_file(path: Path, allowed: Callable[[str], bool] | None) -> bytes | str
     try:
         if allowed is not None and not allowed(os.path.realpath(path)):
             return "link outside the shared folders"
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+        fh = files.open_regular(path)  # non-blocking: a FIFO that appeared since the walk cannot hang it
+    except files.FileRefused:
+        return "not a regular file"
     except (OSError, ValueError) as exc:
         return (getattr(exc, "strerror", None) or str(exc) or type(exc).__name__)[:80]
-    with os.fdopen(fd, "rb") as fh:
-        info = os.fstat(fh.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            return "not a regular file"
-        if info.st_size > MAX_FILE_BYTES:
+    with fh:
+        if os.fstat(fh.fileno()).st_size > MAX_FILE_BYTES:
             return "too large"
         try:
             head = fh.read(16)
