@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import re
 import sys
 import time
 from pathlib import Path
@@ -63,6 +64,12 @@ def boot_from_url() -> None:
         ss[common.TAB] = tab
     elif tab:  # echoed only when it cannot carry Markdown (the warning is rendered as Markdown)
         warnings.append(f"there is no tab called {tab!r}" if tab.isalpha() and len(tab) <= 20 else "the link names no tab of this page")
+    node = str(params.get("node", ""))
+    if node:
+        if re.fullmatch(r"[A-Za-z0-9_]{1,80}", node):
+            ss[common.NODE] = node
+        else:
+            warnings.append("the link's node is not a layer, block or stage name")
     if warnings:
         common.notify(config, ["This link had settings that did not fit — " + w for w in warnings])
     ss[BOOTED] = True
@@ -74,6 +81,9 @@ def sync_url(config: ResNetConfig, preset: str) -> None:
     tab = st.session_state.get(common.TAB, common.TABS[0])
     if tab in common.TABS and tab != common.TABS[0]:
         query[common.TAB] = tab
+    node = st.session_state.get(common.NODE)
+    if node:
+        query["node"] = node
     query.update(classroom.current(st.session_state).to_params())
     if st.query_params.to_dict() != query:
         st.query_params.from_dict(query)

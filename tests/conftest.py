@@ -22,6 +22,17 @@ os.environ.setdefault("EXPLORER_TRAIN_WORKER", "thread")
 os.environ.setdefault("EXPLORER_SHARED", "0")
 
 
+@pytest.fixture(autouse=True)
+def _static_serving():
+    """AppTest does not read .streamlit/config.toml; the app's diagram viewer needs its static serving on."""
+    from streamlit import config
+
+    before = config.get_option("server.enableStaticServing")
+    config.set_option("server.enableStaticServing", True)
+    yield
+    config.set_option("server.enableStaticServing", before)
+
+
 @pytest.fixture(scope="module")
 def fixture_dir(tmp_path_factory):
     """A tiny CIFAR-10 in the binary layout, written once per test module (1,000 training and 200 test images)."""

@@ -162,6 +162,19 @@ def run_app(query: dict | None = None, tab: str | None = None) -> AppTest:
     return at
 
 
+def viewer_data(at: AppTest, key: str = "arch_viewer") -> dict:
+    """The data the page sent to the diagram viewer mounted with `key` (its panes' DOT, the selected node)."""
+    for el in at.get("bidi_component"):
+        if el.proto.component_name == "explorer_diagram" and key in el.proto.id:
+            return json.loads(el.proto.bytes)
+    raise AssertionError(f"no diagram viewer {key!r} on the page")
+
+
+def dot_of(at: AppTest, key: str = "arch_viewer") -> str:
+    """The DOT of the first pane of a diagram viewer on the page."""
+    return viewer_data(at, key)["panes"][0]["dot"]
+
+
 def metrics(at: AppTest) -> dict[str, str]:
     """The page's metrics, label to value."""
     return {m.label: m.value for m in at.metric}

@@ -167,7 +167,7 @@ def test_dot_of_a_broken_network_still_draws(capsys):
 
 
 @pytest.mark.parametrize("argv", [
-    ["dot", "--preset", "resnet1202", "--level", "layer"],
+    ["dot", "--preset", "resnet20", "--depth", "2000", "--level", "layer"],
     ["dot", "--preset", "resnet20", "-o", "net.txt"],
     ["dot", "--preset", "resnet20", "--expand", "stage9"],
     ["dot", "--preset", "resnet20", "--level", "cube"],

@@ -1,4 +1,4 @@
-"""The Architecture tab: totals, the Graphviz diagram with its view controls, and the preset's reference beside ours."""
+"""The Architecture tab: totals, the interactive diagram with its view controls and details panel, the preset's reference."""
 
 from __future__ import annotations
 
@@ -18,6 +18,11 @@ COLOR = "view_color"
 ROLLUP = "view_rollup"
 PARAMS = "view_params"
 
+NODE = common.NODE
+DRAWN = "_diagram_drawn"  # the view options of the drawing on screen (after any fallback)
+MODE = "arch_mode"
+MODES = {"diagram": "Diagram", "compare": "Compare networks"}
+
 NO_EXPAND = "—"
 AUTO = "auto"
 COLOR_LABELS = {"none": "plain", "params": "parameters", "macs": "MACs", "memory": "activation memory"}
@@ -31,7 +36,9 @@ EXPLAINER = """
   The yellow **+** is where shortcut and main path are added.
 * **“× 16”** folds a run of identical blocks. Choose a stage or block in *Expand* to see its layers.
 * **Red** means the shapes do not fit (the two inputs of an add differ, or a map shrinks to nothing);
-  the **Debug** tab says why and offers fixes. Hover a box for its layers and shapes.
+  the **Debug** tab says why and offers fixes.
+* **Drag** to move, **scroll** to zoom, **click** a box for its shapes, parameters and fixes (a stage or
+  block opens at layer level); *Search* finds a layer by name.
 * **Params** are the weights; **MACs** the multiply-adds for one image; **activations** the float32
   outputs one image leaves for back-propagation.
 """
@@ -128,23 +135,95 @@ def current_view(ag: AnnotatedGraph, default_level: str | None = None) -> dict:
     }
 
 
-def _diagram(config: ResNetConfig, ag: AnnotatedGraph) -> None:
-    try:
-        from explorer import diagram
-    except ImportError:  # pragma: no cover - the diagram module ships with the app
-        st.info("The diagram module is not installed yet; the totals and tables still work.")
+def _select(name: str) -> None:
+    st.session_state[NODE] = name
+
+
+def _clear() -> None:
+    st.session_state[NODE] = None
+
+
+def open_box(name: str) -> None:
+    """Open a stage or block at layer level in place (the Expand control follows) and select it."""
+    ss = st.session_state
+    if ss.get(LEVEL) == "layer" or name.split("_to_")[0] == ss.get(EXPAND):
+        ss[NODE] = name
         return
-    view = _controls(ag, diagram.default_level(ag))
+    ss[EXPAND] = name.split("_to_")[0]
+    ss[NODE] = name
+
+
+def too_large(ag: AnnotatedGraph, view: dict) -> None:
+    """Say that a view is too large to lay out, in the page's words, with a button per stage to open instead."""
+    from explorer import diagram
+
+    size = diagram.view_size(ag, level=view["level"], expand=view["expand"], rollup=view["rollup"])
+    stages = sorted({b.stage for b in ag.graph.blocks})
+    st.info(f"The layer view of this network would draw **{size:,} layers**, more than the "
+            f"{diagram.LAYER_NODE_LIMIT:,} the browser lays out in reasonable time. Showing the block view: "
+            "click a stage or block in it (or choose one in *Expand*) to see its layers.",
+            icon=":material/zoom_in:")
+    cols = st.columns(min(len(stages), 6) or 1)
+    for col, s in zip(cols, stages[:6], strict=False):
+        col.button(f"Open stage {s}", key=f"open_stage_{s}", on_click=_open_stage, args=(s,), width="stretch")
+
+
+def _open_stage(stage: int) -> None:
+    st.session_state[LEVEL] = "block"
+    st.session_state[EXPAND] = f"stage{stage}"
+
+
+def drawn_view(config: ResNetConfig, ag: AnnotatedGraph, view: dict) -> tuple[str, dict]:
+    """The DOT of a view, falling back to the default level (with the reason shown) when it is too large."""
+    from explorer import diagram
+
     key = config.to_json()
     try:
-        dot = common.dot_source(key, **view)
+        return common.dot_source(key, **view), view
     except diagram.DiagramError as exc:
-        st.info(f"{exc.message}.  \n→ {exc.hint}. Showing the {diagram.default_level(ag)} view instead.", icon=":material/zoom_in:")
-        view["level"] = diagram.default_level(ag)
-        dot = common.dot_source(key, **view)
-    st.session_state["_dot_nodes"] = dot.count("[label=")
-    with st.container(key=f"diagram_{abs(hash(dot)) % 10**12}"):  # a new element per drawing: no diff with the old SVG
-        st.graphviz_chart(dot, width="stretch")
+        if exc.field == "level":
+            too_large(ag, view)
+            view = {**view, "level": diagram.default_level(ag)}
+        else:
+            st.info(f"{exc.message}. Showing the {diagram.default_level(ag)} view instead.", icon=":material/zoom_in:")
+            view = {**view, "level": diagram.default_level(ag), "expand": None}
+        return common.dot_source(key, **view), view
+
+
+def shape_key(config: ResNetConfig, view: dict) -> str:
+    """What keeps the viewer's zoom and position: the network and the boxes drawn, not their colours or labels."""
+    from explorer.ui import viewer
+
+    return viewer.view_key(config.to_json(), view["level"], view["expand"], view["rankdir"], view["rollup"])
+
+
+def _diagram(config: ResNetConfig, ag: AnnotatedGraph) -> str | None:
+    """Draw the controls and the viewer; return the selected box's name (None when nothing is selected)."""
+    from explorer import diagram
+    from explorer.ui import classroom, viewer
+
+    view = _controls(ag, diagram.default_level(ag))
+    dot, view = drawn_view(config, ag, view)
+    st.session_state[DRAWN] = view
+    pane = viewer.Pane("a", _title_of(config), dot, shape_key(config, view))
+    viewer.show([pane], key="arch_viewer", selected=st.session_state.get(NODE),
+                present=classroom.current(st.session_state).present, on_select=_select, on_expand=open_box)
+    return st.session_state.get(NODE)
+
+
+def _title_of(config: ResNetConfig) -> str:
+    from explorer.ui.common import current_preset
+
+    return f"{current_preset()} · ResNet-{config.resolved_depth}"
+
+
+def _details(ag: AnnotatedGraph, name: str) -> None:
+    from explorer import diagram
+    from explorer.ui import details
+
+    view = st.session_state.get(DRAWN) or current_view(ag)
+    nodes = diagram.view_nodes(ag, level=view["level"], expand=view["expand"], rollup=view["rollup"])
+    details.render(ag, nodes.get(name), name, on_expand=open_box, on_clear=_clear)
 
 
 def _reference(config: ResNetConfig, ag: AnnotatedGraph, preset_name: str) -> None:
@@ -176,11 +255,23 @@ def render(config: ResNetConfig, ag: AnnotatedGraph, preset: str) -> None:
     """Draw the Architecture tab."""
     banner(ag)
     _metrics(ag)
+    mode = st.segmented_control("Show", list(MODES), key=MODE, format_func=MODES.get, label_visibility="collapsed",
+                                default=st.session_state.get(MODE) or "diagram") or "diagram"
+    if mode == "compare":
+        from explorer.ui import netcompare
+
+        with common.guard("compare view"):
+            netcompare.render(config, ag, preset)
+        return
     left, right = st.columns([0.75, 0.25], gap="medium")
     with left:
+        selected = None
         with common.guard("diagram"):
-            _diagram(config, ag)
+            selected = _diagram(config, ag)
     with right:
+        if selected:
+            with common.guard("details"):
+                _details(ag, selected)
         _reference(config, ag, preset)
-        with st.expander("What am I looking at?", expanded=True):
+        with st.expander("What am I looking at?", expanded=not selected):
             st.markdown(EXPLAINER)

@@ -26,6 +26,7 @@ PRESET = "w_preset"  # the preset select box
 NOTICES = "_notices"  # (config json, [warnings]) shown until the config changes
 REJECTED = "_rejected"  # a change that was refused: {"field", "message", "hint", "fixes"}
 TAB = "tab"
+NODE = "diagram_node"  # the box selected in the diagram (also the URL's ?node=)
 
 # The tabs, in order: (name — what the URL's `tab=` knows —, the module whose `render(config, ag, preset)` draws
 # it). Each module is imported when its tab is first opened (the Layers tab needs pandas, the Train tab the

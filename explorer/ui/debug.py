@@ -126,11 +126,13 @@ def break_it(example: BreakExample) -> None:
 
 
 def _show_in_diagram(node: str) -> None:
-    from explorer.ui.architecture import EXPAND
+    from explorer.ui.architecture import EXPAND, MODE
 
     parts = node.split("_")
     if len(parts) >= 2 and parts[0].startswith("stage") and parts[1].startswith("block"):
         st.session_state[EXPAND] = f"{parts[0]}_{parts[1]}"
+    st.session_state[common.NODE] = node
+    st.session_state[MODE] = "diagram"
     st.session_state[common.TAB] = "Architecture"
 
 

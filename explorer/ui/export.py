@@ -146,7 +146,8 @@ def _diagram_files(config: ResNetConfig, ag: AnnotatedGraph, stem: str) -> None:
         c2.download_button("SVG (same view)", lambda: diagram.render(dot, "svg"), file_name=f"{stem}.svg",
                            mime="image/svg+xml", icon=":material/download:", on_click="ignore", key="download_svg", width="stretch")
     else:
-        c2.caption("SVG needs Graphviz's `dot` program (not installed here); open the .dot in any Graphviz viewer.")
+        c2.caption("SVG and PNG: the *Download SVG* and *Download PNG* buttons in the diagram's toolbar "
+                   "(Architecture tab) save what your browser drew; no Graphviz program needed.")
     st.caption("The same view as the Architecture tab (level, expand, direction, colours).")
 
 

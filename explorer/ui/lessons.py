@@ -149,7 +149,11 @@ def _anatomy(config: ResNetConfig) -> None:
         "so the identity path passes through a non-linearity; in v2 BN-ReLU move *before* each conv and the "
         "shortcut is a clean identity from block to block."
     )
-    st.graphviz_chart(anatomy_dot(pair), width="content")
+    from explorer.ui import classroom, viewer
+
+    dot = anatomy_dot(pair)
+    viewer.show([viewer.Pane("a", f"{pair[0].title} vs {pair[1].title}", dot, viewer.view_key(dot))],
+                key="anatomy_viewer", present=classroom.current(st.session_state).present, height=560)
 
 
 LESSON, LESSON_RECORDED, LESSON_ERROR = session.LESSON, session.LESSON_RECORDED, session.LESSON_ERROR

@@ -27,7 +27,7 @@ MAX_PARAM_CHARS = 200
 MAX_NAMED_UNKNOWN = 3
 """Up to this many parameters no setting has each get a warning; more get one warning that counts them."""
 
-UI_KEYS = frozenset({"tab", "embed", "embed_options", "hide", "lock", "present"})
+UI_KEYS = frozenset({"tab", "embed", "embed_options", "hide", "lock", "present", "node"})
 """Query parameters that belong to the page, not the network; parse_query ignores them."""
 
 # What a value may contain before it is parsed (and echoed in a warning, which the page renders as

@@ -452,7 +452,8 @@ def test_expand_unknown_name_is_a_diagram_error(bad: str) -> None:
 
 
 def test_layer_level_of_a_huge_network_is_refused_with_what_to_do() -> None:
-    ag = build(PRESETS["preact-resnet1001"].config)
+    ag = build(PRESETS["resnet20"].config.replace(depth=2000))
+    assert len(ag.graph) > diagram.LAYER_NODE_LIMIT
     with pytest.raises(DiagramError) as err:
         to_dot(ag, level="layer")
     assert isinstance(err.value, ConfigError)
@@ -461,14 +462,24 @@ def test_layer_level_of_a_huge_network_is_refused_with_what_to_do() -> None:
     assert "stage1_block1_conv1" in to_dot(ag, expand="stage1_block1")  # one block at layer level is fine
 
 
-def test_every_preset_layer_view_is_within_the_limit_or_refused() -> None:
-    for name, preset in PRESETS.items():
+def test_every_preset_layer_view_draws_every_layer() -> None:
+    for preset in PRESETS.values():
         ag = build(preset.config)
-        if len(ag.graph) > diagram.LAYER_NODE_LIMIT:
-            with pytest.raises(DiagramError):
-                to_dot(ag, level="layer")
-        else:
-            assert name in ("resnet1202", "preact-resnet1001") or diagram.view_size(ag, level="layer") == len(ag.graph)
+        assert len(ag.graph) <= diagram.LAYER_NODE_LIMIT
+        assert diagram.view_size(ag, level="layer", rollup=False) == len(ag.graph)
+        dot = to_dot(ag, level="layer", rollup=False, legend=False)
+        assert dot.count("[label=") >= len(ag.graph)
+
+
+def test_large_views_carry_the_cheap_layout_attributes_and_small_ones_do_not() -> None:
+    big = to_dot(build(PRESETS["preact-resnet1001"].config), level="layer", rollup=False)
+    small = to_dot(build(PRESETS["resnet110"].config), level="layer")
+    def graph_attrs(dot: str) -> str:
+        return " ".join(line for line in dot.splitlines() if line.startswith("\tgraph ["))
+
+    for name, value in diagram.LARGE_VIEW_LAYOUT.items():
+        assert f"{name}={value}" in graph_attrs(big)
+        assert f"{name}=" not in graph_attrs(small)
 
 
 # --------------------------------------------------------------------------------------------- options
