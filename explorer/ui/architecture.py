@@ -156,11 +156,13 @@ def open_box(name: str) -> None:
 def too_large(ag: AnnotatedGraph, view: dict) -> None:
     """Say that a view is too large to lay out, in the page's words, with a button per stage to open instead."""
     from explorer import diagram
+    from explorer.ui import viewer
 
     size = diagram.view_size(ag, level=view["level"], expand=view["expand"], rollup=view["rollup"])
     stages = sorted({b.stage for b in ag.graph.blocks})
+    limit = viewer.STATIC_NODE_LIMIT if viewer.unavailable() else diagram.LAYER_NODE_LIMIT
     st.info(f"The layer view of this network would draw **{size:,} layers**, more than the "
-            f"{diagram.LAYER_NODE_LIMIT:,} the browser lays out in reasonable time. Showing the block view: "
+            f"{limit:,} the browser lays out in reasonable time. Showing the block view: "
             "click a stage or block in it (or choose one in *Expand*) to see its layers.",
             icon=":material/zoom_in:")
     cols = st.columns(min(len(stages), 6) or 1)
@@ -176,9 +178,12 @@ def _open_stage(stage: int) -> None:
 def drawn_view(config: ResNetConfig, ag: AnnotatedGraph, view: dict) -> tuple[str, dict]:
     """The DOT of a view, falling back to the default level (with the reason shown) when it is too large."""
     from explorer import diagram
+    from explorer.ui import viewer
 
     key = config.to_json()
     try:
+        if viewer.unavailable() and view["level"] == "layer" and len(ag.graph) > viewer.STATIC_NODE_LIMIT:
+            raise diagram.DiagramError("level", "too many layers for the static diagram", "")
         return common.dot_source(key, **view), view
     except diagram.DiagramError as exc:
         if exc.field == "level":

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,8 @@ NAME = "explorer_diagram"
 ASSETS = Path(__file__).resolve().parents[1] / "static" / "diagram"
 ASSET_PATH = "app/static/diagram/"
 DEFAULT_HEIGHT = 640
+STATIC_NODE_LIMIT = 600
+"""Views larger than this are not sent to the static chart: `st.graphviz_chart` lays out on the page's own thread."""
 MIN_HEIGHT = 360
 
 # The loader is inline (Streamlit re-sends inline code with every rerun, so it stays tiny); the viewer
@@ -98,6 +101,8 @@ def view_key(*parts: Any) -> str:
 
 def unavailable() -> str | None:
     """Why the interactive viewer cannot run in this server, or None when it can."""
+    if os.environ.get("EXPLORER_DIAGRAM", "").strip().lower() == "static":
+        return "the server is set to draw static diagrams (EXPLORER_DIAGRAM=static)"
     if not (ASSETS / "viewer.js").is_file() or not (ASSETS / "layout-worker.js").is_file():
         return ("the viewer's built files are missing from explorer/static/diagram/ "
                 "(build them with: npm --prefix explorer/frontend ci && npm --prefix explorer/frontend run build)")

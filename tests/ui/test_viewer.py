@@ -10,7 +10,7 @@ from explorer.config import ConfigError
 from explorer.presets import PRESETS
 from explorer.tables import layer_records
 from explorer.ui import details, netcompare, viewer
-from tests.helpers import dot_of, open_tab, run_app, url, viewer_data
+from tests.helpers import open_tab, run_app, url, viewer_data
 
 
 def texts(at) -> str:
@@ -172,3 +172,14 @@ def test_lessons_block_anatomy_uses_the_viewer():
     at = run_app()
     at = open_tab(at, "Lessons")
     assert "subgraph" in viewer_data(at, "anatomy_viewer")["panes"][0]["dot"]
+
+
+def test_the_layer_view_of_preact_resnet1001_goes_to_the_viewer_but_not_to_the_static_chart(monkeypatch):
+    at = run_app({"preset": "preact-resnet1001"})
+    at.selectbox(key="view_level").select("layer").run()
+    dot = viewer_data(at)["panes"][0]["dot"]
+    assert dot.count("[label=") > 3341 and "nslimit=0.2" in dot
+    monkeypatch.setenv("EXPLORER_DIAGRAM", "static")
+    at.run()
+    assert "more than the 600" in "\n".join(i.value for i in at.info)
+    assert "EXPLORER_DIAGRAM=static" in texts(at)
