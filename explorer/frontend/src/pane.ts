@@ -37,7 +37,7 @@ function countNodes(dot: string): number {
   let n = 0;
   for (const line of dot.split("\n")) {
     const m = /^\s*"?([A-Za-z_][\w.]*)"?\s*\[/.exec(line);
-    if (m && m[1] !== "graph" && m[1] !== "node" && m[1] !== "edge" && !line.includes("->")) n++;
+    if (m && !["graph", "node", "edge", "legend"].includes(m[1]) && !line.includes("->")) n++;
   }
   return n;
 }
@@ -53,7 +53,9 @@ export class Pane {
   private readonly miniCanvas: HTMLCanvasElement;
   private readonly miniView: HTMLDivElement;
   private readonly tip: HTMLDivElement;
+  private readonly shield: HTMLDivElement;
   private readonly host: PaneHost;
+  private settleTimer: number | undefined;
 
   doc: SvgDoc | null = null;
   dot: string | null = null; // the DOT last asked for
@@ -98,7 +100,10 @@ export class Pane {
     this.mini.append(this.miniCanvas, this.miniView);
     this.tip = h("div", "tip");
     this.tip.hidden = true;
-    this.viewport.append(this.stage, this.overlay, this.mini, this.tip);
+    // Shown while panning: carries the grabbing cursor, so that no style of the drawing changes.
+    this.shield = h("div", "shield");
+    this.shield.hidden = true;
+    this.viewport.append(this.stage, this.shield, this.overlay, this.mini, this.tip);
     this.el.append(this.titleEl, this.viewport);
     this.listen();
     new ResizeObserver((entries) => {
@@ -198,7 +203,7 @@ export class Pane {
     this.el.dataset.indexMs = indexMs.toFixed(0);
     if (result.slimMs !== undefined) this.el.dataset.slimMs = result.slimMs.toFixed(0);
     if (result.loadMs !== undefined) this.el.dataset.loadMs = result.loadMs.toFixed(0);
-    this.el.dataset.nodes = String(doc.nodes.size);
+    this.el.dataset.nodes = String(doc.order.filter((n) => !n.classes.includes("legend")).length);
     this.el.dataset.fitted = String(doc.fitted);
     if (result.version) this.el.dataset.graphviz = result.version;
     this.host.onDrawn(this);
@@ -435,6 +440,20 @@ export class Pane {
 
   // ---- input ------------------------------------------------------------------------------------------
 
+  /** During a gesture the drawing is its own compositor layer: panning moves a bitmap, no repaint. */
+  private moving(): void {
+    window.clearTimeout(this.settleTimer);
+    this.stage.classList.add("moving");
+  }
+
+  /** Shortly after a gesture the layer goes, so that the drawing is painted sharp at its new scale. */
+  private settle(): void {
+    window.clearTimeout(this.settleTimer);
+    this.settleTimer = window.setTimeout(() => {
+      if (this.pointers.size === 0) this.stage.classList.remove("moving");
+    }, 250);
+  }
+
   private local(e: { clientX: number; clientY: number }): { x: number; y: number } {
     const r = this.viewport.getBoundingClientRect();
     return { x: e.clientX - r.left, y: e.clientY - r.top };
@@ -457,6 +476,8 @@ export class Pane {
       const unit = e.deltaMode === 1 ? 16 : e.deltaMode === 2 ? this.height : 1;
       const rate = e.ctrlKey ? 0.01 : 0.0015; // ctrl+wheel = trackpad pinch: small deltas
       this.hideTip();
+      this.moving();
+      this.settle();
       this.zoomBy(Math.exp(-e.deltaY * unit * rate), p.x, p.y);
       this.host.onUserView(this);
     }, { passive: false });
@@ -467,6 +488,7 @@ export class Pane {
       const p = this.local(e);
       this.pointers.set(e.pointerId, p);
       vp.setPointerCapture(e.pointerId);
+      this.moving();
       if (this.pointers.size === 1) {
         this.press = { x: p.x, y: p.y, node: this.nodeAt(e.target), moved: false };
       } else if (this.pointers.size === 2) {
@@ -495,8 +517,8 @@ export class Pane {
       if (!press.moved && Math.hypot(p.x - press.x, p.y - press.y) < CLICK_SLOP) return;
       if (!press.moved) {
         press.moved = true;
-        vp.classList.add("panning");
-        this.stage.classList.add("moving");
+        this.shield.hidden = false;
+        this.shield.setPointerCapture(e.pointerId);
         this.hideTip();
       }
       this.panBy(p.x - prev.x, p.y - prev.y);
@@ -508,8 +530,8 @@ export class Pane {
       if (this.pointers.size > 0) return;
       const press = this.press;
       this.press = null;
-      vp.classList.remove("panning");
-      this.stage.classList.remove("moving");
+      this.shield.hidden = true;
+      this.settle();
       if (e.type === "pointerup" && press && !press.moved && press.node) this.host.onPick(this, press.node);
     };
     vp.addEventListener("pointerup", end);

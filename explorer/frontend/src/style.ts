@@ -59,7 +59,8 @@ export const CSS = `
   background: var(--xd-bg2); white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
 .panes.single .pane-title { display: none; }
 .viewport { position: relative; flex: 1 1 auto; overflow: hidden; overflow: clip; cursor: grab; touch-action: none; outline: none; user-select: none; -webkit-user-select: none; }
-.viewport.panning { cursor: grabbing; }
+.shield { position: absolute; inset: 0; z-index: 1; cursor: grabbing; }
+.shield[hidden] { display: none; }
 .stage { position: absolute; left: 0; top: 0; transform-origin: 0 0; }
 .stage.moving { will-change: transform; }
 .stage svg { display: block; }

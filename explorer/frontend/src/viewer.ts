@@ -173,6 +173,9 @@ class Viewer implements PaneHost {
     this.paintSelection(pane);
     this.paintSearch(pane);
     this.paintTrace(pane);
+    // Compare view: once both are drawn, the right pane follows the left one's view.
+    const lead = this.panes[0];
+    if (this.panes.length > 1 && this.panes.every((p) => p.doc && !p.busy)) this.sync(lead);
     this.flushCentre();
   }
 
@@ -188,6 +191,11 @@ class Viewer implements PaneHost {
 
   onUserView(pane: Pane): void {
     this.active = pane;
+    this.sync(pane);
+  }
+
+  /** Give the other pane the same scale, with the twin of the node at this pane's middle at its middle. */
+  private sync(pane: Pane): void {
     if (this.syncing || this.panes.length < 2) return;
     this.syncing = true;
     try {
