@@ -32,6 +32,11 @@ function h<K extends keyof HTMLElementTagNameMap>(tag: K, cls?: string): HTMLEle
   return el;
 }
 
+/** Pointer capture, where the browser grants it (it refuses pointers it does not know). */
+function capture(el: Element, id: number): void {
+  try { el.setPointerCapture(id); } catch { /* synthetic or already released pointer */ }
+}
+
 /** Roughly how many nodes a DOT text declares (for the progress line). */
 function countNodes(dot: string): number {
   let n = 0;
@@ -487,7 +492,7 @@ export class Pane {
       vp.focus({ preventScroll: true });
       const p = this.local(e);
       this.pointers.set(e.pointerId, p);
-      vp.setPointerCapture(e.pointerId);
+      capture(vp, e.pointerId);
       this.moving();
       if (this.pointers.size === 1) {
         this.press = { x: p.x, y: p.y, node: this.nodeAt(e.target), moved: false };
@@ -518,7 +523,7 @@ export class Pane {
       if (!press.moved) {
         press.moved = true;
         this.shield.hidden = false;
-        this.shield.setPointerCapture(e.pointerId);
+        capture(this.shield, e.pointerId);
         this.hideTip();
       }
       this.panBy(p.x - prev.x, p.y - prev.y);
@@ -554,7 +559,7 @@ export class Pane {
 
     this.mini.addEventListener("pointerdown", (e) => {
       e.stopPropagation();
-      this.mini.setPointerCapture(e.pointerId);
+      capture(this.mini, e.pointerId);
       this.miniJump(e);
     });
     this.mini.addEventListener("pointermove", (e) => {
