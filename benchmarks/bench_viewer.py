@@ -123,7 +123,10 @@ class Page:
         return self.timed(lambda: self.page.goto(f"{self.url}/?{query}"), title, count=count, navigates=True)
 
     def choose(self, label: str, option: str) -> None:
-        self.page.locator(f'[data-testid="stMain"] [data-testid="stSelectbox"] input[aria-label="{label}"]').click()
+        box = self.page.locator(f'[data-testid="stSelectbox"] input[aria-label="{label}"]')
+        if not box.is_visible():  # Colour by lives in the diagram's "Style" popover
+            self.page.locator('[data-testid="stPopover"] button').first.click()
+        box.click()
         self.page.get_by_role("option", name=option, exact=True).click()
 
     def depth_key(self, key: str) -> None:

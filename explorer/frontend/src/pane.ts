@@ -287,7 +287,21 @@ export class Pane {
     this.apply(false);
   }
 
-  fit(): void { this.initialView(); this.userMoved = true; this.host.onUserView(this); }
+  /** The whole drawing in the pane (an overview: its text may fall below the floor; the first view never does). */
+  fit(): void {
+    const d = this.doc;
+    if (!d || this.width <= 0 || this.height <= 0) return;
+    const fit = Math.min(this.fitScale(), 2);
+    this.s = fit;
+    this.tx = (this.width - fit * d.width) / 2;
+    this.ty = (this.height - fit * d.height) / 2;
+    this.userMoved = true;
+    this.apply();
+    this.host.onUserView(this);
+  }
+
+  /** Back to the first view: the whole drawing when it is legible so, else the floor zoom on the input. */
+  legible(): void { this.initialView(); this.userMoved = true; this.host.onUserView(this); }
 
   actualSize(): void {
     this.zoomTo(1, this.width / 2, this.height / 2);

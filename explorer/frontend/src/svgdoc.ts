@@ -212,7 +212,7 @@ export function indexSvg(host: HTMLElement): SvgDoc {
       el: g,
       classes: (g.getAttribute("class") || "").split(/\s+/).filter((c) => c && c !== "node"),
       tooltip: tipOf(g) || name,
-      search: (name + " " + label).toLowerCase(),
+      search: (name + " " + label + " " + (tipOf(g) || "")).toLowerCase(),
       box,
       fill: shape?.getAttribute("fill") || "#ffffff",
     };

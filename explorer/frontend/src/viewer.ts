@@ -68,7 +68,8 @@ class Viewer implements PaneHost {
     zoom.append(
       button("Zoom out", "−", () => this.onActive((p) => p.zoomBy(1 / 1.25))),
       button("Zoom in", "+", () => this.onActive((p) => p.zoomBy(1.25))),
-      button("Fit", "Fit", () => this.onActive((p) => p.fit()), "Fit the drawing (keeps the text legible)"),
+      button("Fit", "Fit", () => this.onActive((p) => p.fit()), "Show the whole drawing (0)"),
+      button("Readable", "Readable", () => this.onActive((p) => p.legible()), "Back to the first view: text at a readable size, from the input"),
       button("Actual size", "1:1", () => this.onActive((p) => p.actualSize())),
     );
     const find = el("div", { class: "group" });
