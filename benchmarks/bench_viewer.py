@@ -154,6 +154,16 @@ def title_of(preset: str, depth: int | None = None) -> str:
     return f"ResNet-{depth or cfg.resolved_depth} v{cfg.version}"
 
 
+def depth_steps(p: Page, steps: int, deeper: int) -> tuple[float, float]:
+    """ResNet-110 ↔ the next valid depth with the slider's arrow keys: (median seconds, longest frame gap)."""
+    redraws = []
+    for k in range(steps):
+        forward = k % 2 == 0
+        redraws.append(p.timed(lambda f=forward: p.depth_key("ArrowRight" if f else "ArrowLeft"),
+                               title_of("resnet110", deeper if forward else 110)))
+    return statistics.median(r[0] for r in redraws), max(r[1] for r in redraws)
+
+
 class Results(dict):
     """step → (seconds, longest frame gap); `split` keeps the viewer's own layout / draw figures per step."""
 
@@ -179,12 +189,7 @@ def scenario(p: Page, mode: str, steps: int, shots: Path | None) -> dict[str, tu
     deeper = next(d for d in valid_depths("basic", 3, limit=200) if d > 110)
     out["ResNet-110 block view, page load"] = p.load("preset=resnet110", title_of("resnet110"))
     out["ResNet-110 layer view, first draw"] = p.timed(p.choose("View", "layer"), title_of("resnet110"))
-    redraws = []
-    for k in range(steps):
-        forward = k % 2 == 0
-        redraws.append(p.timed(lambda f=forward: p.depth_key("ArrowRight" if f else "ArrowLeft"),
-                               title_of("resnet110", deeper if forward else 110)))
-    out["ResNet-110 layer view, depth step"] = (statistics.median(r[0] for r in redraws), max(r[1] for r in redraws))
+    out["ResNet-110 layer view, depth step"] = depth_steps(p, steps, deeper)
     out["ResNet-110 layer view, recolour"] = p.timed(p.choose("Colour by", "parameters"), title_of("resnet110"))
     if shots is not None:
         p.page.screenshot(path=str(shots / f"viewer_{mode}_r110_layer.png"))
@@ -192,16 +197,18 @@ def scenario(p: Page, mode: str, steps: int, shots: Path | None) -> dict[str, tu
     p.timed(p.choose("Colour by", "plain"), title_of("resnet110"))
     p.page.keyboard.press("Escape")
     p.timed(p.choose("View", "block"), title_of("resnet110"))
-    redraws = []
-    for k in range(steps):
-        forward = k % 2 == 0
-        redraws.append(p.timed(lambda f=forward: p.depth_key("ArrowRight" if f else "ArrowLeft"),
-                               title_of("resnet110", deeper if forward else 110)))
-    out["ResNet-110 block view, depth step"] = (statistics.median(r[0] for r in redraws), max(r[1] for r in redraws))
+    out["ResNet-110 block view, depth step"] = depth_steps(p, steps, deeper)
+    p.load("preset=preact-resnet1001", title_of("preact-resnet1001"))
+    # the lazy alternative: the block view with one stage opened at layer level
+    out["preact-resnet1001 block view, stage 2 expanded"] = p.timed(p.choose("Expand", "stage2"),
+                                                                    title_of("preact-resnet1001"), timeout=240)
     if mode == "viewer":
-        p.load("preset=preact-resnet1001", title_of("preact-resnet1001"))
+        p.page.keyboard.press("Escape")
+        p.timed(p.choose("Expand", "—"), title_of("preact-resnet1001"))
         out["preact-resnet1001 layer view"] = p.timed(p.choose("View", "layer"),
                                                       title_of("preact-resnet1001"), timeout=240)
+        p.load("preset=resnet1202", title_of("resnet1202"))
+        out["resnet1202 layer view"] = p.timed(p.choose("View", "layer"), title_of("resnet1202"), timeout=240)
     p.load("preset=resnet56", title_of("resnet56"))
     count = 2
     out["resnet56 vs plain twin, compare view"] = p.timed(
