@@ -448,10 +448,23 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     if args.top < 1:
         raise ConfigError("top", f"--top {args.top} is not positive", "give --top 1 or more (default 5)")
+    # The model's archive and the images are checked before TensorFlow starts, so a bad file costs nothing, and
+    # every bad file is reported at once (not one per try).
+    problems, opened = [], []
     try:
-        # Images and the archive are checked before TensorFlow starts, so a bad file costs nothing.
-        opened = [inference.open_image(path) for path in args.images]
         inference.read_meta(args.model)
+    except inference.InferenceError as exc:
+        problems.append(str(exc))
+    for path in args.images:
+        try:
+            opened.append(inference.open_image(path))
+        except inference.InferenceError as exc:
+            problems.append(str(exc))
+    if problems:
+        for problem in problems:
+            print(f"python -m explorer: error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
         loaded = inference.load_model(args.model)
         images = np.stack([inference.fit_image(img, loaded.input_size) for img in opened])
         results = inference.predict(loaded, images, top=args.top)
