@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 
 import numpy as np
@@ -98,7 +99,25 @@ def _gradient_flow(config: ResNetConfig, ag: AnnotatedGraph) -> None:
     lines = [f"**{n['label']}**: first-conv gradient is {summary_ratio(n):.3g}× the last conv's; "
              f"loss at initialisation {n['loss']:.2f}" for n in result["networks"]]
     st.markdown("  \n".join(lines))
+    why = _why_loss_is_high(result, config.classes)
+    if why:
+        st.caption(why)
     st.caption(f"Batch: {result['source']}.")
+
+
+def _why_loss_is_high(result: dict, classes: int) -> str | None:
+    """Why a residual network's loss at initialisation is above ln(classes) (an even guess), when it is."""
+    chance = math.log(max(classes, 2))
+    for n in result["networks"]:
+        spread = [b["activation_std"] for b in n["blocks"]]
+        if n["label"] == "residual" and n["loss"] > 1.25 * chance and len(spread) > 1 and spread[-1] > spread[0]:
+            return (f"Why is the loss above ln {classes} ≈ {chance:.2f}, the loss of an even guess? Each residual block "
+                    f"adds its branch to the identity, so the activations' spread grows with depth (here from "
+                    f"{spread[0]:.2g} after the first block to {spread[-1]:.2g} after the last) and the classifier "
+                    "turns it into large, confidently wrong scores; the plain twin keeps its spread, and *Zero-init "
+                    "residual* (every block starts as the identity) brings the loss back to about ln "
+                    f"{classes}.")
+    return None
 
 
 SEEDS = "_lesson_seeds"  # {widget key: the default it was last given}

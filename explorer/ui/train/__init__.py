@@ -106,6 +106,7 @@ def render_train_tab(config: ResNetConfig, ag: AnnotatedGraph) -> None:
                f"{plan.graph.total_params:,} parameters) — one training per session.")
     _, data_dir = controls()
     weights_section(config)
+    bad = False  # the data cannot be read: that error is the one message under the controls
     if source == CIFAR:
         line, bad = source_line(data_dir)
         (st.error if bad else st.caption)(line)
@@ -123,8 +124,9 @@ def render_train_tab(config: ResNetConfig, ag: AnnotatedGraph) -> None:
     if problem:
         st.error(problem, icon=":material/folder_off:")
     if job is None:
-        st.info("Choose a budget and press **Train**. The curves appear after the first batch.",
-                icon=":material/fitness_center:")
+        if not bad and not problem:
+            st.info("Choose a budget and press **Train**. The curves appear after the first batch.",
+                    icon=":material/fitness_center:")
         render_predict_expander(None)
         return
     if job.config != config:
