@@ -90,6 +90,8 @@ def render_train_tab(config: ResNetConfig, ag: AnnotatedGraph) -> None:
                        worker=guards.train_worker())
     for warning in plan.warnings:
         st.warning(warning[0].upper() + warning[1:] + " (not images, or damaged).", icon=":material/broken_image:")
+    for notice in plan.notices:  # e.g. the batch shrunk to fit a small data set
+        st.info(notice[0].upper() + notice[1:] + ".", icon=":material/compress:")
     if plan.mismatch:
         st.warning(plan.mismatch, icon=":material/photo_size_select_small:")
         label = ("Adapt for CIFAR-10 (input 32×32×3, 10 classes)" if data is None else
