@@ -18,7 +18,7 @@ from explorer import fmt
 from explorer.annotate import AnnotatedGraph
 from explorer.config import ConfigError, ResNetConfig
 from explorer.presets import PRESETS
-from explorer.ui import classroom, common, sidebar
+from explorer.ui import classroom, common, session, sidebar
 from explorer.ui.server_state import keep_keras_state
 from explorer.ui.urlstate import diff_fields, parse_query, to_query
 
@@ -159,4 +159,7 @@ def main() -> None:
         _training_heartbeat()
 
 
-main()
+try:
+    main()
+finally:  # a tab's controls keep their values while another tab is open
+    session.keep_widgets(st.session_state)

@@ -13,13 +13,9 @@ from explorer.data import CLASSES
 
 TRAIN_COLOR = "#1f77b4"
 VAL_COLOR = "#ff7f0e"
-METRICS = {
-    "val_accuracy": "validation accuracy",
-    "accuracy": "training accuracy",
-    "val_loss": "validation loss",
-    "loss": "training loss",
-}
-X_AXES = {"epoch": "epoch", "seconds": "seconds of training", "images": "images seen"}
+METRICS = {"accuracy": "accuracy", "loss": "loss"}
+X_AXES = {"images": "images seen", "steps": "training steps", "seconds": "seconds of training", "epoch": "epochs"}
+RUN_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#7f7f7f", "#bcbd22")
 
 
 def smooth(values: Sequence[float | None], *, weight: float = 0.6) -> list[float | None]:
@@ -82,46 +78,94 @@ def live_curves(batches: Sequence[Mapping[str, Any]], epochs: Sequence[Mapping[s
     return fig
 
 
-def comparison(runs: Sequence[Any], *, metric: str = "val_accuracy", x: str = "epoch",
-               smoothing: float = 0.6) -> go.Figure:
-    """Overlay one metric of several finished runs (e.g. plain-20/56 vs resnet-20/56).
+def _x_of(record: Mapping[str, Any], x: str, batch_size: int) -> float | None:
+    """Where a batch or epoch record sits on the comparison's x axis."""
+    if x == "images":
+        return record["images"] if record.get("images") is not None else (record.get("step") or 0) * batch_size
+    if x == "steps":
+        return record.get("step")
+    if x == "seconds":
+        return record.get("seconds")
+    if "fraction" in record:  # an epoch record: where the epoch ended (a partial last epoch ends early)
+        return record["epoch"] - 1 + record.get("fraction", 1.0)
+    return record.get("epoch")
+
+
+def comparison(runs: Sequence[Any], *, metric: str = "accuracy", x: str = "images", smoothing: float = 0.6) -> go.Figure:
+    """Overlay the training, validation and test points of several finished runs (e.g. plain-20/56 vs resnet-20/56).
+
+    Each run has one colour: a line for its training metric (the smoothed per-batch curve, so a run shorter than one
+    epoch is a curve too), diamonds for its per-epoch validation points and a star for its test result, placed where
+    the training ended.
 
     Args:
-        runs: Objects with `name`, `batches` and `epochs` (e.g. `training.RunRecord`).
-        metric: "val_accuracy", "accuracy", "val_loss" or "loss". Training metrics use the
-            smoothed per-batch curve; validation metrics the per-epoch points.
-        x: "epoch", "seconds" or "images".
-        smoothing: EMA weight for per-batch curves.
+        runs: Objects with `name`, `batches`, `epochs`, `settings.batch_size`, `test_accuracy`, `test_loss` and
+            `train_seconds` (e.g. `training.RunRecord`).
+        metric: "accuracy" or "loss".
+        x: "images" (images seen), "steps", "seconds" (of training) or "epoch".
+        smoothing: EMA weight for the per-batch curves.
 
     Returns:
-        A figure with one trace per run, named after the run.
+        A figure with the traces "<run>" (training), "<run> · validation" and "<run> · test"; the y axis spans the
+        points drawn (accuracy within 0–100 %), not a default range around a single point.
     """
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {', '.join(METRICS)}")
     if x not in X_AXES:
         raise ValueError(f"x must be one of {', '.join(X_AXES)}")
     fig = go.Figure()
-    for run in runs:
-        if metric.startswith("val_"):
-            records = [e for e in run.epochs if e.get(metric) is not None]
-            if x == "epoch":
-                xs = [e["epoch"] - 1 + e.get("fraction", 1.0) for e in records]
-            elif x == "images":
-                batch = getattr(getattr(run, "settings", None), "batch_size", None) or 1
-                xs = [e.get("step", 0) * batch for e in records]
-            else:
-                xs = _col(records, "seconds")
-            fig.add_trace(go.Scatter(x=xs, y=_col(records, metric), mode="lines+markers", name=run.name))
-        else:
-            fig.add_trace(go.Scatter(x=_col(run.batches, x), y=smooth(_col(run.batches, metric), weight=smoothing),
-                                     mode="lines", name=run.name))
+    ys: list[float] = []
+    hover = "%{x:,.4g} " + X_AXES[x] + "<br>" + metric + " %{y:" + (".1%" if metric == "accuracy" else ".3f") + "}"
+    for i, run in enumerate(runs):
+        color = RUN_COLORS[i % len(RUN_COLORS)]
+        batch = getattr(getattr(run, "settings", None), "batch_size", None) or 1
+        train = [b for b in run.batches if b.get(metric) is not None]
+        train_y = smooth(_col(train, metric), weight=smoothing)
+        fig.add_trace(go.Scatter(
+            x=[_x_of(b, x, batch) for b in train], y=train_y, mode="lines+markers" if len(train) == 1 else "lines",
+            name=run.name, legendgroup=run.name, line={"color": color, "width": 2},
+            hovertemplate=hover + f"<extra>{run.name} · training (smoothed)</extra>"))
+        val = [e for e in run.epochs if e.get(f"val_{metric}") is not None]
+        fig.add_trace(go.Scatter(
+            x=[_x_of(e, x, batch) for e in val], y=_col(val, f"val_{metric}"), mode="lines+markers",
+            name=f"{run.name} · validation", legendgroup=run.name, showlegend=False,
+            line={"color": color, "width": 1.5, "dash": "dot"}, marker={"symbol": "diamond", "size": 9, "color": color},
+            hovertemplate=hover + f"<extra>{run.name} · validation</extra>"))
+        test = getattr(run, f"test_{metric}", None)
+        end = run.batches[-1] if run.batches else (run.epochs[-1] if run.epochs else None)
+        end_x = None if end is None else _x_of(end, x, batch)
+        if x == "seconds" and getattr(run, "train_seconds", None):
+            end_x = run.train_seconds
+        shown = test is not None and end_x is not None
+        fig.add_trace(go.Scatter(
+            x=[end_x] if shown else [], y=[test] if shown else [], mode="markers", name=f"{run.name} · test",
+            legendgroup=run.name, showlegend=False,
+            marker={"symbol": "star", "size": 15, "color": color, "line": {"color": "white", "width": 1}},
+            hovertemplate=hover + f"<extra>{run.name} · test</extra>"))
+        ys += [v for v in train_y if v is not None] + [v for v in _col(val, f"val_{metric}") if v is not None]
+        ys += [test] if shown else []
     fig.update_layout(
-        title=f"{METRICS[metric]} by {X_AXES[x]}", xaxis_title=X_AXES[x], yaxis_title=METRICS[metric], height=420,
-        margin={"l": 40, "r": 20, "t": 60, "b": 40}, legend={"orientation": "h", "y": -0.2},
+        title=f"{METRICS[metric]} by {X_AXES[x]} — line: training (smoothed) · ◆ validation · ★ test",
+        xaxis_title=X_AXES[x], yaxis_title=METRICS[metric], height=420,
+        margin={"l": 50, "r": 20, "t": 60, "b": 40}, legend={"orientation": "h", "y": -0.2},
     )
-    if "accuracy" in metric:
+    fig.update_xaxes(rangemode="tozero")
+    fig.update_yaxes(range=_y_range(ys, metric=metric))
+    if metric == "accuracy":
         fig.update_yaxes(tickformat=".0%")
     return fig
+
+
+def _y_range(values: Sequence[float], *, metric: str) -> list[float]:
+    """A y range around the points drawn, padded by a tenth of their spread (at least 5 points of accuracy, or 5 % of
+    the largest loss); accuracy stays within 0–1 and loss above 0."""
+    if not values:
+        return [0.0, 1.0] if metric == "accuracy" else [0.0, 2.5]
+    lo, hi = min(values), max(values)
+    pad = max((hi - lo) * 0.1, 0.05 if metric == "accuracy" else 0.05 * max(abs(hi), 1e-3))
+    if metric == "accuracy":
+        return [max(0.0, lo - pad), min(1.0, hi + pad)]
+    return [max(0.0, lo - pad), hi + pad]
 
 
 def confusion_matrix(confusion: np.ndarray, *, classes: Sequence[str] = CLASSES, normalize: bool = True) -> go.Figure:

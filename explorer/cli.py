@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -274,6 +275,7 @@ def cmd_gradflow(args: argparse.Namespace) -> int:
     if build(config).errors:
         raise ConfigError("config", "the network does not fit together", "run `summary` with the same flags to see where")
     batch = gradflow.load_batch(config, size=args.batch_size, data_dir=args.data_dir)
+    _start_tensorflow(args)
     result = gradflow.report(config, batch, twin=args.twin, seed=args.seed)
     if args.json:
         print(json.dumps(result, indent=1))
@@ -286,6 +288,16 @@ def cmd_gradflow(args: argparse.Namespace) -> int:
         for layer in net["layers"]:
             print(f"{layer['depth_index']:5d}  {layer['name']:28s} {layer['grad_norm']:10.3g} {layer['activation_std']:10.3g}")
     return EXIT_OK
+
+def _start_tensorflow(args: argparse.Namespace) -> None:
+    """Import TensorFlow here, in the main thread, before anything else writes to stderr: quietly, or with its
+    start-up log under --verbose (`explorer.backend.quiet_start`)."""
+    from explorer import backend
+
+    if args.verbose:
+        os.environ[backend.VERBOSE_ENV] = "1"
+    backend.quiet_start()
+
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Train the network on CIFAR-10 (or --image-dir): progress on stderr, final test accuracy (or one JSON object) on stdout."""
@@ -326,14 +338,19 @@ def cmd_train(args: argparse.Namespace) -> int:
             print(warning, file=sys.stderr)
     else:
         print(f"data: {data.source} ({data.n_train:,} training, {data.n_test:,} test images)", file=sys.stderr)
-    config, ag, r = plan.config, plan.graph, plan.settings
+    config, ag = plan.config, plan.graph
+    _start_tensorflow(args)
+    job = training.TrainJob(config, data, settings, idle_timeout=None, name=f"depth-{config.resolved_depth}")
+    r = job.settings  # with the batch fitted to the data read
+    if job.batch_notice:
+        print(f"note: {job.batch_notice}", file=sys.stderr)
     print(f"training depth-{config.resolved_depth} network ({ag.total_params:,} params), recipe {r.recipe}, "
           f"budget {r.budget_text()}, batch {r.batch_size}", file=sys.stderr)
     if args.weights is not None:
         print(f"starting from ImageNet weights ({args.weights}); "
               + (f"frozen: stem + stage 1–{config.freeze} ({ag.trainable_params:,} trainable params)" if config.freeze
                  else "nothing frozen (--freeze K freezes the stem and K stages)"), file=sys.stderr)
-    job = training.TrainJob(config, data, settings, idle_timeout=None, name=f"depth-{config.resolved_depth}").start()
+    job.start()
     shown_epochs, weights_shown = _follow(job)
     if not weights_shown:
         _print_weights(job)
@@ -448,10 +465,23 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     if args.top < 1:
         raise ConfigError("top", f"--top {args.top} is not positive", "give --top 1 or more (default 5)")
+    # The model's archive and the images are checked before TensorFlow starts, so a bad file costs nothing, and
+    # every bad file is reported at once (not one per try).
+    problems, opened = [], []
     try:
-        # Images and the archive are checked before TensorFlow starts, so a bad file costs nothing.
-        opened = [inference.open_image(path) for path in args.images]
         inference.read_meta(args.model)
+    except inference.InferenceError as exc:
+        problems.append(str(exc))
+    for path in args.images:
+        try:
+            opened.append(inference.open_image(path))
+        except inference.InferenceError as exc:
+            problems.append(str(exc))
+    if problems:
+        for problem in problems:
+            print(f"python -m explorer: error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
         loaded = inference.load_model(args.model)
         images = np.stack([inference.fit_image(img, loaded.input_size) for img in opened])
         results = inference.predict(loaded, images, top=args.top)
@@ -501,6 +531,9 @@ def _load_folders(args: argparse.Namespace, config: ResNetConfig):  # -> ImageFo
                               image_size=tuple(config.input_shape[:2]), seed=args.seed)
 
 
+VERBOSE_HELP = "also show TensorFlow's own start-up log on stderr (hidden by default: it is not about your run)"
+
+
 def make_parser() -> argparse.ArgumentParser:
     """The argument parser for all subcommands."""
     parser = _Parser(prog="python -m explorer", description="ResNet Explorer: describe, check and draw residual networks.")
@@ -543,6 +576,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", metavar="DIR", help="CIFAR-10 directory for a real batch (else CIFAR10_DIR, else random)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="JSON: per network, per layer name, depth_index, grad_norm, activation_std")
+    p.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     p.set_defaults(func=cmd_gradflow)
 
     p = sub.add_parser("train", help="train the network on CIFAR-10 or your image folders (progress on stderr; "
@@ -584,6 +618,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="DIR", help="write history.csv, history.html (history.png with kaleido installed), "
                    "model.keras and with --checkpoint-best best.keras into DIR")
     p.add_argument("--json", action="store_true", help="print one JSON object (test_accuracy, history, ...) as the last line")
+    p.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("predict", help="top-K classes of your images under a saved .keras model (e.g. the Train tab's download)")

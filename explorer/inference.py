@@ -191,7 +191,8 @@ def _read_source(source: str | os.PathLike | bytes, *, what: str, limit: int) ->
                 raise InferenceError(f"{name} is {size / MiB:.1f} MiB; a {what} may be at most {limit / MiB:.0f} MiB")
             data = path.read_bytes()
         except OSError as exc:
-            raise InferenceError(f"cannot read {name} ({exc.strerror or exc}): give the path of a {what}") from None
+            article = "an" if what[0] in "aeiou" else "a"
+            raise InferenceError(f"cannot read {name} ({exc.strerror or exc}): give the path of {article} {what}") from None
     if len(data) > limit:
         raise InferenceError(f"{name} is {len(data) / MiB:.1f} MiB; a {what} may be at most {limit / MiB:.0f} MiB")
     return data, name

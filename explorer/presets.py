@@ -127,7 +127,7 @@ _LIST = [
     Preset(
         name="tutorial",
         config=_KERAS_V2.replace(filters=32, stem="tutorial", head="tutorial", initializer="glorot_uniform"),
-        source="The ResNetV2 tutorial this project grew from (DESIGN.md §5)", url="",
+        source="The Keras ResNetV2 tutorial this project grew from (its layout is in the notes below)", url="",
         dataset="CIFAR-10", reported_params=None, reported_error=None,
         notes="Depth 9n+2 (default 56; any 9n+2 via --depth). Stem conv(32)-BN-ReLU-Dropout(0.2); widths "
         "32→128, 128→256, 256→512; head BN-ReLU-AvgPool(8)-Flatten-Dense(512, relu)-BN-Dropout(0.5)-Dense.",

@@ -252,3 +252,12 @@ def test_diff_compares_a_network_with_its_plain_twin_and_with_another_preset(cap
 def test_diff_refuses_a_bad_second_network_in_one_line(capsys):
     code, _, err = run(capsys, "diff", "--preset", "resnet20", "--depth-b", "21")
     assert code == 2 and "depth" in err and "Traceback" not in err
+
+
+def test_predict_reports_a_missing_model_and_every_missing_image_at_once(capsys, tmp_path):
+    code, out, err = run(capsys, "predict", "--model", str(tmp_path / "model.keras"), str(tmp_path / "cat.png"),
+                         str(tmp_path / "dog.png"))
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and out == "" and len(lines) == 3, err
+    assert "model.keras" in lines[0] and "give the path of a model file" in lines[0]
+    assert "cat.png" in lines[1] and "dog.png" in lines[2] and "give the path of an image" in lines[2]

@@ -39,8 +39,10 @@ from explorer.training.prepare import (
     check_weights,
     cifar_mismatch,
     data_mismatch,
+    fit_batch,
     memory_estimate,
     prepare_run,
+    training_images,
 )
 from explorer.training.process import STOP_GRACE, SYNC_INTERVAL, WorkerFailed
 from explorer.training.recipes import DEFAULT_RECIPE, RECIPES, Recipe, TrainSettings
@@ -62,9 +64,9 @@ __all__ = [
     "ACTIVE", "CIFAR_INPUT", "DEFAULT_IDLE_TIMEOUT", "DEFAULT_RECIPE", "MAX_TRAININGS_ENV", "RECIPES", "SLOTS",
     "STATUSES", "STOP_GRACE", "SYNC_INTERVAL", "TTA_VIEWS", "Evaluation", "FairSlots", "JobBusy", "JobState", "Recipe",
     "RunPlan", "RunRecord", "Snapshot", "TrainJob", "TrainSettings", "WorkerFailed", "adapt_for_cifar",
-    "adapt_for_data", "check_weights", "cifar_mismatch", "data_mismatch", "evaluate_model", "evaluate_predictions",
+    "adapt_for_data", "check_weights", "cifar_mismatch", "data_mismatch", "evaluate_model", "evaluate_predictions", "fit_batch",
     "history_csv", "history_figure", "history_html", "max_concurrent", "memory_estimate", "prepare_run",
-    "release_freed_memory", "save_history", "start_job", "tta_view", *_LAZY,
+    "release_freed_memory", "save_history", "start_job", "training_images", "tta_view", *_LAZY,
 ]
 
 

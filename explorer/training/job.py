@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from explorer import guards
 from explorer.config import ConfigError, ResNetConfig
 from explorer.data import DataError
-from explorer.training.prepare import DataSizes, check_weights, data_mismatch, memory_estimate
+from explorer.training.prepare import DataSizes, check_weights, data_mismatch, fit_batch, memory_estimate
 from explorer.training.recipes import TrainSettings
 from explorer.training.state import ACTIVE, STATUSES, JobState, Snapshot
 
@@ -195,7 +195,8 @@ class TrainJob:
             raise ConfigError("input", problem, f"use 'adapt' (input {shape}, {n} classes)")
         self.config = config
         self.data = data
-        self.settings = (settings or TrainSettings()).resolved()
+        # fewer training images than one batch: the batch shrinks to them (`batch_notice` says so)
+        self.settings, self.batch_notice = fit_batch(settings or TrainSettings(), data)
         self.recipe = self.settings.recipe_obj
         check_weights(config, self.settings)
         self.idle_timeout = idle_timeout

@@ -8,7 +8,7 @@ function the job checks its memory with when it gets a slot.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from explorer import guards
@@ -152,6 +152,7 @@ class RunPlan:
         memory_estimate: The training's estimated memory in bytes (None when the network cannot be trained).
         memory_free: The memory free on this machine now, in bytes (None when unknown).
         warnings: Sentences about the data to show (e.g. files that were not images).
+        notices: Sentences about what was changed to fit the data (e.g. the batch shrunk to the training images).
     """
 
     config: ResNetConfig
@@ -163,6 +164,7 @@ class RunPlan:
     memory_estimate: int | None
     memory_free: int | None
     warnings: tuple[str, ...] = ()
+    notices: tuple[str, ...] = ()
 
     @property
     def ready(self) -> bool:
@@ -192,7 +194,7 @@ def prepare_run(config: ResNetConfig, data: Any, settings: TrainSettings | None 
         ConfigError: The ImageNet weights the settings name cannot be used (`check_weights`; only checked once the
             network can train on the data).
     """
-    settings = (settings or TrainSettings()).resolved()
+    settings, batch_notice = fit_batch(settings or TrainSettings(), data)
     mismatch = data_mismatch(config, data)
     adapted = bool(mismatch) and adapt
     if adapted:
@@ -206,4 +208,41 @@ def prepare_run(config: ResNetConfig, data: Any, settings: TrainSettings | None 
         config=config, graph=graph, data=data, settings=settings, mismatch=mismatch, adapted=adapted,
         memory_estimate=memory_estimate(graph, settings, DataSizes.of(data), worker=worker) if trainable else None,
         memory_free=guards.available_bytes(), warnings=(data.skipped_text(),) if skipped else (),
+        notices=(batch_notice,) if batch_notice else (),
     )
+
+
+# --------------------------------------------------------------------------- a batch that fits the data
+def training_images(settings: TrainSettings, data: Any) -> int:
+    """How many images one epoch trains on: the data's training images after the subset and the validation split.
+
+    Args:
+        settings: Resolved settings (subset, val_split, seed).
+        data: The data set read, or None for CIFAR-10 not read yet (its 50,000 training images).
+    """
+    from explorer.data import split_indices
+
+    if data is None:
+        n = min(settings.subset or TRAIN_BATCHES * BATCH_RECORDS, TRAIN_BATCHES * BATCH_RECORDS)
+        return n - int(round(n * settings.val_split))
+    val_split = 0.0 if data.holds_validation_images else settings.val_split
+    train, _ = split_indices(data.y_train, subset=settings.subset, val_split=val_split, seed=settings.seed,
+                             num_classes=data.num_classes)
+    return len(train)
+
+
+def fit_batch(settings: TrainSettings, data: Any) -> tuple[TrainSettings, str | None]:
+    """The settings with the batch shrunk to the training images when there are fewer than one batch, and a notice
+    saying so (None when the batch fits). A data set with no training image at all is left to the data's error.
+
+    Args:
+        settings: The settings (resolved here).
+        data: The data set read, or None for CIFAR-10 not read yet.
+    """
+    settings = settings.resolved()
+    n = training_images(settings, data)
+    if not 0 < n < settings.batch_size:
+        return settings, None
+    return replace(settings, batch_size=n), (
+        f"only {n:,} training images after the subset and validation split, fewer than one batch of "
+        f"{settings.batch_size}: the batch shrinks to {n} (one step per epoch)")

@@ -118,6 +118,9 @@ def _process_main(spec: tuple, updates: Any, stop: Any) -> None:
     config, data, settings, name, max_seconds, nice = spec
     with contextlib.suppress(OSError, AttributeError):
         os.nice(nice)
+    from explorer.backend import quiet_start
+
+    quiet_start()  # TensorFlow's start-up log stays out of the server's console (EXPLORER_TF_VERBOSE=1 shows it)
     job = _ProcessJob(config, data, settings, idle_timeout=None, slots=threading.BoundedSemaphore(1), name=name,
                       max_seconds=max_seconds, check_memory=False, remote_stop=stop)
     sent = 0

@@ -9,6 +9,21 @@ from explorer.annotate import AnnotatedGraph
 from explorer.config import ResNetConfig
 from explorer.ui import session
 
+RUNS = "compare_runs"  # the runs drawn
+SEEN = "_compare_seen"  # the run names the selection has been offered
+
+
+def _select_new_runs(names: list[str]) -> None:
+    """Select the newest six runs at first, and every run that finished since (a run left out stays out)."""
+    ss = st.session_state
+    seen = ss.get(SEEN)
+    chosen = list(ss.get(RUNS, [])) if seen is not None else []
+    new = names[-6:] if seen is None else [n for n in names if n not in seen]
+    want = [n for n in names if n in chosen or n in new]
+    if ss.get(RUNS) != want:
+        ss[RUNS] = want
+    ss[SEEN] = list(names)
+
 
 def render(config: ResNetConfig, ag: AnnotatedGraph, preset: str) -> None:
     """Draw the Compare tab (the runs of this session; the configured network does not matter here)."""
@@ -31,10 +46,12 @@ def render_compare_tab() -> None:
                 icon=":material/compare_arrows:")
         return
     names = [r.name for r in runs]
+    _select_new_runs(names)
     c1, c2, c3 = st.columns([2, 1, 1])
-    chosen = c1.multiselect("Runs", names, default=names[-6:], key="compare_runs")
+    chosen = c1.multiselect("Runs", names, key=RUNS)
     metric = c2.selectbox("Metric", list(charts.METRICS), format_func=charts.METRICS.get, key="compare_metric")
-    x = c3.selectbox("Against", list(charts.X_AXES), format_func=charts.X_AXES.get, key="compare_x")
+    x = c3.selectbox("Against", list(charts.X_AXES), format_func=charts.X_AXES.get, key="compare_x",
+                     help="Images seen or steps compare networks at equal work; seconds at equal time.")
     selected = [r for r in runs if r.name in chosen]
     if selected:
         st.plotly_chart(charts.comparison(selected, metric=metric, x=x), key="compare_chart", config={"displaylogo": False})

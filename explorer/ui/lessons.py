@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 
 import numpy as np
@@ -53,13 +54,17 @@ def _gradient_flow(config: ResNetConfig, ag: AnnotatedGraph) -> None:
         "with every skip connection removed."
     )
     cols = st.columns(4)
-    twin = cols[0].toggle("Plain twin", value=config.shortcut != "none", disabled=config.shortcut == "none",
+    _seed("lesson_twin", config.shortcut != "none")
+    _seed("lesson_no_bn", not config.batch_norm)
+    _seed("lesson_zero_init", config.zero_init)
+    _seed("lesson_batch", 32)
+    twin = cols[0].toggle("Plain twin", key="lesson_twin", disabled=config.shortcut == "none",
                           help="Also measure the same network without skip connections.")
-    no_bn = cols[1].toggle("Without BatchNorm", value=not config.batch_norm)
-    zero = cols[2].toggle("Zero-init residual", value=config.zero_init,
+    no_bn = cols[1].toggle("Without BatchNorm", key="lesson_no_bn")
+    zero = cols[2].toggle("Zero-init residual", key="lesson_zero_init",
                           help="The last BN γ (v1) or last conv (v2) of each block starts at 0: every block starts "
                           "as the identity.")
-    size = cols[3].select_slider("Batch", options=[8, 16, 32, 64, 128], value=32)
+    size = cols[3].select_slider("Batch", options=[8, 16, 32, 64, 128], key="lesson_batch")
     measured = config.replace(batch_norm=not no_bn, zero_init=zero)
     if build(measured).errors:
         st.warning("This network does not fit together (see the Debug tab), so there is nothing to measure yet.")
@@ -94,7 +99,38 @@ def _gradient_flow(config: ResNetConfig, ag: AnnotatedGraph) -> None:
     lines = [f"**{n['label']}**: first-conv gradient is {summary_ratio(n):.3g}× the last conv's; "
              f"loss at initialisation {n['loss']:.2f}" for n in result["networks"]]
     st.markdown("  \n".join(lines))
+    why = _why_loss_is_high(result, config.classes)
+    if why:
+        st.caption(why)
     st.caption(f"Batch: {result['source']}.")
+
+
+def _why_loss_is_high(result: dict, classes: int) -> str | None:
+    """Why a residual network's loss at initialisation is above ln(classes) (an even guess), when it is."""
+    chance = math.log(max(classes, 2))
+    for n in result["networks"]:
+        spread = [b["activation_std"] for b in n["blocks"]]
+        if n["label"] == "residual" and n["loss"] > 1.25 * chance and len(spread) > 1 and spread[-1] > spread[0]:
+            return (f"Why is the loss above ln {classes} ≈ {chance:.2f}, the loss of an even guess? Each residual block "
+                    f"adds its branch to the identity, so the activations' spread grows with depth (here from "
+                    f"{spread[0]:.2g} after the first block to {spread[-1]:.2g} after the last) and the classifier "
+                    "turns it into large, confidently wrong scores; the plain twin keeps its spread, and *Zero-init "
+                    "residual* (every block starts as the identity) brings the loss back to about ln "
+                    f"{classes}.")
+    return None
+
+
+SEEDS = "_lesson_seeds"  # {widget key: the default it was last given}
+
+
+def _seed(key: str, default: object, *, allowed: object = None) -> None:
+    """Give a lesson widget its default before it is drawn, and again whenever that default changes (another
+    network) or its value is no longer `allowed` (a row beyond the layer's map); a value the user chose stays."""
+    ss = st.session_state
+    seeds = ss.setdefault(SEEDS, {})
+    if key not in ss or seeds.get(key) != default or (allowed is not None and ss[key] not in allowed):
+        ss[key] = default
+    seeds[key] = default
 
 
 def _receptive_field(ag: AnnotatedGraph) -> None:
@@ -110,12 +146,16 @@ def _receptive_field(ag: AnnotatedGraph) -> None:
     names = [r["name"] for r in rows]
     left, right = st.columns([1, 1])
     with left:
-        layer = st.selectbox("Layer", names, index=min(len(names) - 1, len(names) // 2))
+        _seed("lesson_rf_layer", names[min(len(names) - 1, len(names) // 2)], allowed=names)
+        layer = st.selectbox("Layer", names, key="lesson_rf_layer")
         info = ag.info[layer]
         h, w = info.shape[:2]
-        row = st.slider("Output row", 0, max(h - 1, 0), h // 2, disabled=h <= 1)
-        col = st.slider("Output column", 0, max(w - 1, 0), w // 2, disabled=w <= 1)
-        image_name = st.selectbox("Image", sample_names(), index=sample_names().index("cat"))
+        _seed("lesson_rf_row", h // 2, allowed=range(h))
+        _seed("lesson_rf_col", w // 2, allowed=range(w))
+        row = st.slider("Output row", 0, max(h - 1, 0), key="lesson_rf_row", disabled=h <= 1)
+        col = st.slider("Output column", 0, max(w - 1, 0), key="lesson_rf_col", disabled=w <= 1)
+        _seed("lesson_rf_image", "cat")
+        image_name = st.selectbox("Image", sample_names(), key="lesson_rf_image")
         top, left_px, bottom, right_px = receptive_box(ag, layer, row=row, col=col)
         st.markdown(
             f"**{layer}** sees a {info.rf}×{info.rf} window (clipped to {bottom - top + 1}×{right_px - left_px + 1} "
@@ -135,7 +175,7 @@ def _receptive_field(ag: AnnotatedGraph) -> None:
 
 
 def _anatomy(config: ResNetConfig) -> None:
-    axis = st.radio("Compare with", ["version", "block"], horizontal=True,
+    axis = st.radio("Compare with", ["version", "block"], horizontal=True, key="lesson_anatomy_axis",
                     format_func=lambda a: "the other version (v1 ↔ v2)" if a == "version"
                     else "the other block (basic ↔ bottleneck)")
     try:
@@ -181,7 +221,8 @@ def _degradation() -> None:
     c1.select_slider("Seconds per network", options=options, disabled=running, key=LESSON_SECONDS,
                      help="The four trainings count as one training of this session"
                           + (f": together at most {limit:g} s on this server." if limit else "."))
-    c2.select_slider("Training images", options=[5_000, 10_000, 25_000, 50_000], value=10_000,
+    ss.setdefault(LESSON_SUBSET, 10_000)
+    c2.select_slider("Training images", options=[5_000, 10_000, 25_000, 50_000],
                      format_func=lambda n: f"{n:,}", disabled=running, key=LESSON_SUBSET)
     if running:
         c3.button("Stop the lesson", on_click=lesson.stop, icon=":material/stop:")

@@ -1,4 +1,5 @@
-"""This session's trainings in one place: the state keys of the Train tab's job, its runs and data and the degradation lesson, and the one-job rule."""
+"""This session's state in one place: the widget values kept across tabs, the Train tab's job, its runs and data,
+the degradation lesson, and the one-job rule."""
 
 from __future__ import annotations
 
@@ -15,6 +16,26 @@ LESSON = "_degradation_lesson"  # the Lessons tab's DegradationLesson
 LESSON_RECORDED = "_degradation_recorded"  # id()s of the lesson's jobs already added to RUNS
 LESSON_ERROR = "_degradation_error"  # why the last press of the lesson's button did not start it
 MAX_RUNS = 30  # finished runs kept for the Compare tab
+
+KEPT_WIDGETS: tuple[str, ...] = (
+    # Architecture: the diagram's view controls and the Compare-networks view
+    "view_level", "view_expand", "view_rankdir", "view_color", "view_rollup", "view_params", "arch_mode",
+    "cmp_other", "cmp_preset", "cmp_link",
+    # Layers
+    "layers_stages", "layers_roles", "layers_name",
+    # Lessons
+    "lesson_twin", "lesson_no_bn", "lesson_zero_init", "lesson_batch", "lesson_rf_layer", "lesson_rf_row",
+    "lesson_rf_col", "lesson_rf_image", "lesson_anatomy_axis", "lesson_seconds", "lesson_subset",
+    # Train (and its Predict expander)
+    "train_source", "train_folder_root", "train_folder_val", "train_folder_split", "train_adapt", "train_folder_adapt",
+    "train_recipe", "train_budget_kind", "train_seconds", "train_epochs", "train_subset", "train_batch", "train_flip",
+    "train_crop", DATA_DIR, "train_cb_early_stopping", "train_cb_plateau", "train_cb_best", "train_weights_on",
+    "train_weights_file", "predict_source",
+    # Compare
+    "compare_runs", "compare_metric", "compare_x",
+)
+"""The keys of the value widgets on the tabs (not buttons or uploaders, whose values cannot be set; not the sidebar,
+which is drawn on every run)."""
 
 
 def busy_with(state: Mapping[str, Any]) -> str | None:
@@ -43,3 +64,24 @@ def add_run(state: MutableMapping[str, Any], record: Any) -> None:
     kept = runs(state)
     kept.append(record)
     del kept[:-MAX_RUNS]
+
+
+def keep_widgets(state: MutableMapping[str, Any]) -> None:
+    """Keep the tabs' widget values across runs that do not draw them; call it at the end of every page run.
+
+    Streamlit forgets a widget's value at the end of a run that does not draw it (a closed tab, a control under a
+    condition): the widget comes back at its default, or at a value set before it was first drawn. Writing the
+    value of every `KEPT_WIDGETS` key whose widget this run did not draw back into the session state makes it a
+    plain session value, which survives, and which the widget takes when it is drawn again. (Streamlit refuses the
+    write for a widget drawn in this run: that one keeps its value anyway.) A kept value the widget no longer offers
+    (an *Expand* choice of another network) is the widget's to refuse: Streamlit's option widgets fall back to their
+    first option, and a tab checks what it must (e.g. a slider's range) before drawing.
+    """
+    from streamlit.errors import StreamlitAPIException
+
+    for key in KEPT_WIDGETS:
+        if key in state:
+            try:
+                state[key] = state[key]
+            except StreamlitAPIException:  # drawn in this run
+                pass

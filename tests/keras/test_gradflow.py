@@ -78,3 +78,40 @@ def test_cli_json(capsys):
 def test_cli_refuses_broken_network(capsys):
     assert main(["gradflow", "--shortcut", "identity"]) == 2
     assert "does not fit" in capsys.readouterr().err
+
+
+def test_residual_sums_raise_the_loss_at_initialisation_above_an_even_guess():
+    """What the Lessons tab says of a ResNet-56's loss at initialisation (above ln 10): the residual sums grow the
+    activations with depth and the logits with them; the plain twin and zero-init residual stay near ln 10."""
+    from explorer.presets import PRESETS
+    from explorer.ui.lessons import _why_loss_is_high
+
+    cfg = PRESETS["resnet56"].config
+    batch = gradflow.random_batch(cfg, 16)
+    result = gradflow.report(cfg, batch)
+    residual, plain = result["networks"]
+    chance = math.log(10)
+    assert residual["loss"] > 1.5 * chance and abs(plain["loss"] - chance) < 0.5 * chance
+    spread = [b["activation_std"] for b in residual["blocks"]]
+    assert spread[-1] > 2 * spread[0]
+    why = _why_loss_is_high(result, 10)
+    assert why and f"{spread[-1]:.2g} after the last" in why
+    zero = gradflow.report(cfg.replace(zero_init=True), batch, twin=False)
+    assert zero["networks"][0]["loss"] < 1.25 * chance and _why_loss_is_high(zero, 10) is None
+
+
+def test_cli_gradflow_keeps_tensorflow_quiet_unless_verbose(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "EXPLORER_TF_VERBOSE")}
+    env["PYTHONPATH"] = str(ROOT)
+    argv = [sys.executable, "-m", "explorer", "gradflow", "--depth", "8", "--filters", "4", "--batch-size", "4"]
+    quiet = subprocess.run(argv, capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
+    assert quiet.returncode == 0 and "residual: loss" in quiet.stdout, quiet.stderr[-3000:]
+    assert quiet.stderr == ""
+    verbose = subprocess.run([*argv, "--verbose"], capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
+    assert verbose.returncode == 0 and verbose.stdout == quiet.stdout  # the same result; TensorFlow's log may follow

@@ -195,3 +195,59 @@ def test_train_tab_lists_the_classes_and_trains_on_folders(tmp_path):
     specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
     confusion = next(s for s in specs if "confusion matrix" in json.dumps(s))
     assert confusion["data"][0]["x"] == list(CLASSES)
+
+
+# --------------------------------------------------------------------------- fewer images than one batch
+def test_the_batch_shrinks_to_a_small_data_set_with_a_notice(tmp_path):
+    data = load_image_folders(write_folders(tmp_path / "few", per_class=5, junk=False), val_split=0.2, image_size=(16, 16))
+    assert data.n_train == 12
+    settings, notice = T.fit_batch(T.TrainSettings(epochs=1, batch_size=64), data)
+    assert settings.batch_size == 12 and "only 12 training images" in notice and "shrinks to 12" in notice
+    assert T.fit_batch(T.TrainSettings(epochs=1, batch_size=8), data) == (T.TrainSettings(epochs=1, batch_size=8).resolved(), None)
+    cifar, notice = T.fit_batch(T.TrainSettings(epochs=1, subset=60, val_split=0.1, batch_size=64), None)  # not read yet
+    assert cifar.batch_size == 54 and "only 54 training images" in notice
+    job = T.TrainJob(ResNetConfig(**TINY), data, T.TrainSettings(epochs=1, batch_size=64, evaluate=False), idle_timeout=None)
+    assert job.settings.batch_size == 12 and job.batch_notice == notice.replace("54", "12")
+
+
+def test_train_tab_says_the_batch_shrinks_and_trains(tmp_path):
+    root = write_folders(tmp_path / "few", per_class=5, junk=False)  # 4 + 1 per class: 12 training images
+    at = page(TINY).run()
+    at.radio(key="train_source").set_value("Image folders").run()
+    at.text_input(key="train_folder_root").input(str(root)).run()
+    assert not at.exception
+    at.selectbox(key="train_batch").set_value(32).run()
+    notices = [i.value for i in at.info if "fewer than one batch" in i.value]
+    assert notices == ["Only 12 training images after the subset and validation split, fewer than one batch of 32: the "
+                       "batch shrinks to 12 (one step per epoch)."]
+    at.radio(key="train_budget_kind").set_value("epochs").run()
+    at.number_input(key="train_epochs").set_value(1).run()
+    at.button(key="train_start").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    job = at.session_state["_train_job"]
+    assert job.join(120)
+    assert job.status == "done", job.error
+    assert job.settings.batch_size == 12
+
+
+TF_NOISE = ("absl::InitializeLog", "I0000", "W0000", "E0000", "cuInit", "oneDNN", "cuda", "TensorFlow binary")
+
+
+def test_cli_train_shrinks_the_batch_and_keeps_tensorflow_quiet(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    root = write_folders(tmp_path / "few", per_class=5, junk=False)
+    argv = [sys.executable, "-m", "explorer", "train", "--depth", "8", "--filters", "4", "--input", "16x16x3", "--adapt",
+            "--image-dir", str(root), "--epochs", "1", "--batch-size", "64", "--json"]
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "EXPLORER_TF_VERBOSE")}
+    env["PYTHONPATH"] = str(ROOT)
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "note: only 12 training images" in proc.stderr and "batch 12" in proc.stderr
+    noise = [line for line in proc.stderr.splitlines() if any(word in line for word in TF_NOISE)]
+    assert noise == [], noise
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["status"] == "done"

@@ -54,21 +54,46 @@ def runs() -> list[RunRecord]:
     ]
 
 
-@pytest.mark.parametrize("x", ["epoch", "seconds", "images"])
-def test_comparison_overlays_one_trace_per_run(x):
-    fig = charts.comparison(runs(), metric="val_accuracy", x=x)
-    assert [t.name for t in fig.data] == ["resnet-20", "plain-20"]
-    assert list(fig.data[0].y) == [0.28]  # epochs without validation are left out
-    fig = charts.comparison(runs(), metric="loss", x=x)
-    assert len(fig.data[0].x) == 20 and len(fig.data[1].x) == 10
+@pytest.mark.parametrize("x", list(charts.X_AXES))
+def test_comparison_draws_training_validation_and_test_of_each_run(x):
+    fig = charts.comparison(runs(), metric="accuracy", x=x)
+    assert [t.name for t in fig.data] == ["resnet-20", "resnet-20 · validation", "resnet-20 · test",
+                                         "plain-20", "plain-20 · validation", "plain-20 · test"]
+    train, val, test = fig.data[:3]
+    assert len(train.x) == 20 and len(fig.data[3].x) == 10  # every batch record: a run within one epoch is a curve
+    assert list(val.y) == [0.28]  # epochs without validation are left out
+    assert list(test.y) == [0.5]
     assert fig.layout.xaxis.title.text == charts.X_AXES[x]
+    assert {t.line.color for t in fig.data[:2]} == {test.marker.color}  # one colour per run
+    last, batch = BATCHES[-1], runs()[0].settings.batch_size
+    want = {"images": (last["images"], 32, 10 * batch), "steps": (last["step"], 1, 10), "seconds": (last["seconds"], 0.5, 5.0),
+            "epoch": (last["epoch"], 0.1, 1.0)}[x]
+    assert test.x[0] == pytest.approx(want[0])  # the test result sits where the training ended
+    assert train.x[0] == pytest.approx(want[1]) and val.x[0] == pytest.approx(want[2])
+
+
+def test_comparison_y_axis_spans_the_points_not_a_default_range():
+    fig = charts.comparison(runs(), metric="accuracy")
+    lo, hi = fig.layout.yaxis.range
+    ys = [y for t in fig.data for y in t.y if y is not None]
+    assert 0 <= lo < min(ys) and max(ys) < hi <= 1
+    single = RunRecord(name="short", config=ResNetConfig(depth=20), settings=TrainSettings(seconds=5).resolved(),
+                       status="done", batches=BATCHES[:1], epochs=[], test_accuracy=None)
+    fig = charts.comparison([single], metric="accuracy")
+    lo, hi = fig.layout.yaxis.range
+    assert 0 <= lo and hi <= 1 and hi - lo <= 0.2  # one point: a narrow band around it, never −50 %…100 %
+    assert fig.data[0].mode == "lines+markers"  # a lone point is still visible
+    fig = charts.comparison(runs(), metric="loss")
+    lo, hi = fig.layout.yaxis.range
+    losses = [y for t in fig.data for y in t.y if y is not None]
+    assert lo >= 0 and lo < min(losses) and max(losses) < hi
 
 
 def test_comparison_rejects_unknown_metric():
     with pytest.raises(ValueError, match="metric"):
         charts.comparison(runs(), metric="f1")
     with pytest.raises(ValueError, match="x must be"):
-        charts.comparison(runs(), x="steps")
+        charts.comparison(runs(), x="minutes")
 
 
 def test_confusion_matrix_heatmap():

@@ -62,6 +62,22 @@ def test_missing_data_is_an_error_message_not_a_traceback(tmp_path, monkeypatch)
     assert not at.exception
     assert "cifar-10-binary.tar.gz" in "\n".join(e.value for e in at.error)
     assert "_train_job" not in at.session_state
+    assert not hint(at)  # the error alone, not beside "Choose a budget and press Train"
+
+
+def test_data_that_cannot_be_read_is_one_message(monkeypatch):
+    monkeypatch.setenv("CIFAR10_DIR", "/nowhere/cifar")
+    at = page().run()
+    assert not at.exception
+    assert "does not exist" in "\n".join(e.value for e in at.error) and not hint(at)
+    monkeypatch.delenv("CIFAR10_DIR")
+    at.run()
+    assert hint(at)
+
+
+def hint(at) -> list[str]:
+    """The Train tab's blue hint, if shown."""
+    return [i.value for i in at.info if "Choose a budget and press" in i.value]
 
 
 def test_imagenet_config_offers_to_adapt(fixture_dir, monkeypatch):

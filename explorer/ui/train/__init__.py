@@ -90,6 +90,8 @@ def render_train_tab(config: ResNetConfig, ag: AnnotatedGraph) -> None:
                        worker=guards.train_worker())
     for warning in plan.warnings:
         st.warning(warning[0].upper() + warning[1:] + " (not images, or damaged).", icon=":material/broken_image:")
+    for notice in plan.notices:  # e.g. the batch shrunk to fit a small data set
+        st.info(notice[0].upper() + notice[1:] + ".", icon=":material/compress:")
     if plan.mismatch:
         st.warning(plan.mismatch, icon=":material/photo_size_select_small:")
         label = ("Adapt for CIFAR-10 (input 32×32×3, 10 classes)" if data is None else
@@ -106,6 +108,7 @@ def render_train_tab(config: ResNetConfig, ag: AnnotatedGraph) -> None:
                f"{plan.graph.total_params:,} parameters) — one training per session.")
     _, data_dir = controls()
     weights_section(config)
+    bad = False  # the data cannot be read: that error is the one message under the controls
     if source == CIFAR:
         line, bad = source_line(data_dir)
         (st.error if bad else st.caption)(line)
@@ -123,8 +126,9 @@ def render_train_tab(config: ResNetConfig, ag: AnnotatedGraph) -> None:
     if problem:
         st.error(problem, icon=":material/folder_off:")
     if job is None:
-        st.info("Choose a budget and press **Train**. The curves appear after the first batch.",
-                icon=":material/fitness_center:")
+        if not bad and not problem:
+            st.info("Choose a budget and press **Train**. The curves appear after the first batch.",
+                    icon=":material/fitness_center:")
         render_predict_expander(None)
         return
     if job.config != config:

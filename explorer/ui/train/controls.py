@@ -46,6 +46,11 @@ def seed_controls() -> None:
     st.session_state.setdefault(FLIP, RECIPES[st.session_state[RECIPE]].flip)
     st.session_state.setdefault(CROP, bool(RECIPES[st.session_state[RECIPE]].crop))
     st.session_state.setdefault(DATA_DIR, "")
+    st.session_state.setdefault(SECONDS, min(90, int(guards.max_train_seconds() or 3600)))
+    st.session_state.setdefault(EPOCHS, 3)
+    st.session_state.setdefault(SUBSET, "all")
+    st.session_state.setdefault(CB_EARLY, 0)
+    st.session_state.setdefault(CB_PLATEAU, 0)
 
 
 def controls() -> tuple[TrainSettings, str]:
@@ -61,11 +66,11 @@ def controls() -> tuple[TrainSettings, str]:
                         help="A time budget ends on the clock; the learning-rate schedule follows the clock.")
         if kind == "seconds":
             limit = int(guards.max_train_seconds() or 3600)
-            st.number_input("Seconds of training", min_value=5, max_value=limit, value=min(90, limit), step=15, key=SECONDS,
+            st.number_input("Seconds of training", min_value=5, max_value=limit, step=15, key=SECONDS,
                             help=f"At most {limit:,} s per training on this server.")
         else:
-            st.number_input("Epochs", min_value=1, max_value=500, value=3, step=1, key=EPOCHS)
-        st.select_slider("Training images", SUBSETS, value="all", key=SUBSET,
+            st.number_input("Epochs", min_value=1, max_value=500, step=1, key=EPOCHS)
+        st.select_slider("Training images", SUBSETS, key=SUBSET,
                                   help="A class-balanced subset of the 50,000 (10 % of it is held out for validation).")
     with right:
         st.selectbox("Batch size", BATCH_SIZES, key=BATCH)
@@ -84,9 +89,9 @@ def _callback_controls() -> None:
     with st.expander("Callbacks (paper recipe)", expanded=False, icon=":material/tune:"):
         st.caption("Each watches the validation loss after every epoch (the training loss when nothing is held out).")
         c1, c2, c3 = st.columns(3)
-        c1.number_input("Early stopping: patience (epochs, 0 = off)", min_value=0, max_value=100, value=0, step=1,
+        c1.number_input("Early stopping: patience (epochs, 0 = off)", min_value=0, max_value=100, step=1,
                         key=CB_EARLY, help="Stop when the loss has not improved for this many epochs.")
-        c2.number_input("LR ÷10 on a plateau: patience (epochs, 0 = off)", min_value=0, max_value=100, value=0, step=1,
+        c2.number_input("LR ÷10 on a plateau: patience (epochs, 0 = off)", min_value=0, max_value=100, step=1,
                         key=CB_PLATEAU, help="Replaces the step decay: the LR stays at its peak and drops ÷10 when the "
                         "loss has not improved for this many epochs (down to 1e-4 × the peak).")
         c3.checkbox("Keep the best epoch's weights", key=CB_BEST,
