@@ -326,6 +326,10 @@ def train_on_ray(job: TrainJob) -> None:
         spec = (job.config, None, job.settings, job.name, job.max_seconds, guards.train_nice())
         running = actor.run.remote(spec, _data_ref(ray, job.data))
         _relay(ray, job, actor, running, watch, (RayActorError, ActorUnavailableError, GetTimeoutError))
+    except WorkerFailed:
+        if _connected is not None and not _head_alive(ray):
+            _forget(ray)  # (Ray would end this whole process a minute after its head is gone)
+        raise
     finally:
         if _connected is not None:
             with contextlib.suppress(Exception):
