@@ -305,6 +305,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from explorer.data import DataError, load_cifar10
 
     config = config_from_args(args)
+    worker = _backend_worker(args)
     folders = args.image_dir is not None
     if folders:  # the network is checked now, against the images once they are read
         _check_folder_flags(args)
@@ -340,7 +341,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"data: {data.source} ({data.n_train:,} training, {data.n_test:,} test images)", file=sys.stderr)
     config, ag = plan.config, plan.graph
     _start_tensorflow(args)
-    job = training.TrainJob(config, data, settings, idle_timeout=None, name=f"depth-{config.resolved_depth}")
+    job = training.TrainJob(config, data, settings, idle_timeout=None, name=f"depth-{config.resolved_depth}",
+                            worker=worker)
     r = job.settings  # with the batch fitted to the data read
     if job.batch_notice:
         print(f"note: {job.batch_notice}", file=sys.stderr)
@@ -378,6 +380,90 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         print(f"{result['status']}: {result['stop_reason']}")
     return EXIT_OK if result["status"] == "done" else 1
+
+
+def _backend_worker(args: argparse.Namespace) -> str:
+    """Where `train`/`sweep` train (--backend, else EXPLORER_TRAIN_BACKEND): "ray" (connected now, so that a missing
+    Ray or an unreachable head is one line before any data is read), else the default process backend ("thread":
+    in this command's own process; a sweep of several networks: "process")."""
+    from explorer.training import ray_backend
+
+    backend = args.backend or ray_backend.backend()
+    if backend != "ray":
+        return "process" if args.command == "sweep" else "thread"
+    try:
+        ray_backend.connect(args.ray_address)
+    except ray_backend.RayUnavailable as exc:
+        raise ConfigError("backend", str(exc)) from None
+    return "ray"
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """Train one network at several depths with one budget (at once when the backend has room): a row each."""
+    from explorer import training
+    from explorer.data import DataError, load_cifar10
+
+    base = config_from_args(args)
+    try:
+        depths = [int(d) for d in args.depths.split(",") if d.strip()]
+    except ValueError:
+        raise ConfigError("depths", f"{args.depths!r} is not a list of depths", "e.g. --depths 20,32,44,56") from None
+    if not depths:
+        raise ConfigError("depths", "no depth given", "e.g. --depths 20,32,44,56")
+    settings = training.TrainSettings(recipe=args.recipe, epochs=args.epochs, seconds=args.seconds,
+                                      subset=args.subset, batch_size=args.batch_size, seed=args.seed,
+                                      precision=args.precision)
+    plans = []
+    for depth in depths:
+        plan = _refuse_unready(training.prepare_run(base.replace(depth=depth), None, settings, adapt=args.adapt),
+                               folders=False)
+        plans.append(plan)
+    worker = _backend_worker(args)
+    try:
+        data = load_cifar10(args.data_dir)
+    except DataError as exc:
+        print(f"python -m explorer: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"data: {data.source}; {len(plans)} networks, budget {plans[0].settings.budget_text()} each, "
+          f"backend {'ray' if worker == 'ray' else 'process'}", file=sys.stderr)
+    _start_tensorflow(args)
+    jobs = [training.TrainJob(plan.config, data, settings, idle_timeout=None, worker=worker,
+                              name=f"depth-{plan.config.resolved_depth}").start() for plan in plans]
+    try:
+        for job in jobs:
+            while not job.join(1.0):
+                pass
+            snap = job.poll()
+            print(f"{job.name}: {snap.status}" + (f" ({snap.error})" if snap.error else ""), file=sys.stderr)
+    except KeyboardInterrupt:
+        for job in jobs:
+            job.stop("interrupted (Ctrl-C)")
+        for job in jobs:
+            job.join()
+    rows = []
+    for plan, job in zip(plans, jobs, strict=True):
+        r = job.result()
+        rows.append({"network": job.name, "depth": plan.config.resolved_depth, "params": plan.graph.total_params,
+                     "status": r["status"], "test_accuracy": r["test_accuracy"], "train_seconds": r["train_seconds"],
+                     "images_per_second": r["train_images_per_second"], "error": r["error"] or r["stop_reason"]})
+    if args.json:
+        print(json.dumps({"backend": "ray" if worker == "ray" else "process", "settings": vars(settings),
+                          "results": rows}))
+    else:
+        print(f"{'network':12s} {'params':>10s} {'test acc':>9s} {'train s':>8s} {'img/s':>8s}  status")
+        for row in rows:
+            acc = "-" if row["test_accuracy"] is None else f"{row['test_accuracy']:.2%}"
+            ips = "-" if row["images_per_second"] is None else f"{row['images_per_second']:,.0f}"
+            print(f"{row['network']:12s} {row['params']:>10,d} {acc:>9s} {row['train_seconds']:>8.1f} {ips:>8s}  "
+                  f"{row['status']}" + (f": {row['error']}" if row["status"] == "failed" else ""))
+    return EXIT_OK if all(row["status"] == "done" for row in rows) else 1
+
+
+def _add_backend_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", choices=("process", "ray"), help="where to train: process (default: here) or ray "
+                   "(a Ray cluster; else $EXPLORER_TRAIN_BACKEND)")
+    p.add_argument("--ray-address", metavar="ADDR", help="with --backend ray: auto, host:6379 or ray://host:10001 "
+                   "(else $EXPLORER_RAY_ADDRESS, else a local Ray started for this command)")
 
 
 def _train_settings(args: argparse.Namespace, *, folders: bool):  # -> training.TrainSettings
@@ -619,7 +705,29 @@ def make_parser() -> argparse.ArgumentParser:
                    "model.keras and with --checkpoint-best best.keras into DIR")
     p.add_argument("--json", action="store_true", help="print one JSON object (test_accuracy, history, ...) as the last line")
     p.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
+    _add_backend_flags(p)
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("sweep", help="train one network at several depths with one budget and print a row each "
+                       "(e.g. --preset resnet20 --depths 20,32,44,56; at once when the backend has room)")
+    _add_config_flags(p)
+    p.add_argument("--depths", required=True, metavar="D1,D2,...", help="the depths to train, e.g. 20,32,44,56")
+    p.add_argument("--adapt", action="store_true", help="train non-CIFAR configs with a 32x32x3 input and 10 classes")
+    p.add_argument("--data-dir", metavar="DIR", help="CIFAR-10 folder (else $CIFAR10_DIR, else the Keras cache, "
+                   "else a download)")
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--epochs", type=int, metavar="N", help="budget of each network in epochs")
+    budget.add_argument("--seconds", type=float, metavar="S", help="budget of each network in seconds of training")
+    p.add_argument("--recipe", choices=("short", "paper"), default="short")
+    p.add_argument("--subset", type=int, metavar="N", help="train on N images (class-balanced)")
+    p.add_argument("--batch-size", type=int, metavar="N")
+    p.add_argument("--precision", choices=("auto", "float32", "mixed_bfloat16", "mixed_float16"))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
+    _add_backend_flags(p)
+    p.add_argument("--json", action="store_true", help='one JSON object: {"backend", "settings", "results": '
+                   '[{"network", "depth", "params", "status", "test_accuracy", "train_seconds", "images_per_second"}]}')
+    p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("predict", help="top-K classes of your images under a saved .keras model (e.g. the Train tab's download)")
     p.add_argument("--model", required=True, metavar="FILE.keras", help="a .keras file (class names stored inside are used; "

@@ -92,7 +92,7 @@ def rerun_seconds() -> float:
 def worker_bytes(worker: str, data_bytes: int) -> int:
     """What a training's worker takes before it trains: for a "process", TensorFlow's runtime and its copy of the
     data set (`data_bytes`); nothing for a "thread", which shares the server's."""
-    return PROCESS_BYTES + int(data_bytes) if worker == "process" else 0
+    return PROCESS_BYTES + int(data_bytes) if worker in ("process", "ray") else 0
 
 
 def estimate_training_bytes(ag: AnnotatedGraph, *, batch_size: int, images: int, flip: bool = True,
@@ -472,15 +472,18 @@ def prune_private(older_than: float, pattern: str = "*") -> None:
 # --------------------------------------------------------------------------- where trainings run
 TRAIN_WORKER_ENV = "EXPLORER_TRAIN_WORKER"
 TRAIN_NICE_ENV = "EXPLORER_TRAIN_NICE"
-WORKERS = ("process", "thread")
+WORKERS = ("process", "thread", "ray")
 DEFAULT_TRAIN_NICE = 19
 
 
 def train_worker(default: str = "process") -> str:
-    """Where the app runs a training (`EXPLORER_TRAIN_WORKER`): "process" (default: a spawned process at a
-    lower CPU priority, whose memory goes back to the system when it ends) or "thread" (inside the server)."""
+    """Where the app runs a training: "ray" with `EXPLORER_TRAIN_BACKEND=ray` (an actor on a Ray cluster), else
+    `EXPLORER_TRAIN_WORKER`: "process" (default: a spawned process at a lower CPU priority, whose memory goes back
+    to the system when it ends) or "thread" (inside the server)."""
+    if os.environ.get("EXPLORER_TRAIN_BACKEND", "").strip().lower() == "ray":
+        return "ray"
     raw = os.environ.get(TRAIN_WORKER_ENV, "").strip().lower()
-    return raw if raw in WORKERS else default
+    return raw if raw in WORKERS[:2] else default
 
 
 def train_nice() -> int:

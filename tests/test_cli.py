@@ -261,3 +261,56 @@ def test_predict_reports_a_missing_model_and_every_missing_image_at_once(capsys,
     assert code == 2 and out == "" and len(lines) == 3, err
     assert "model.keras" in lines[0] and "give the path of a model file" in lines[0]
     assert "cat.png" in lines[1] and "dog.png" in lines[2] and "give the path of an image" in lines[2]
+
+
+def test_sweep_trains_each_depth_with_one_budget_and_prints_a_row_each(capsys, tmp_path):
+    from tests.helpers import write_layout
+
+    write_layout(tmp_path, "binary", n_per_class=10)
+    argv = ["sweep", "--preset", "resnet20", "--filters", "4", "--depths", "8,14", "--data-dir", str(tmp_path),
+            "--epochs", "1", "--batch-size", "50"]
+    code, out, err = run(capsys, *argv, "--json")
+    assert code == 0, err
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["backend"] == "process" and result["settings"]["epochs"] == 1
+    rows = result["results"]
+    assert [(r["network"], r["depth"], r["status"]) for r in rows] == [("depth-8", 8, "done"), ("depth-14", 14, "done")]
+    assert rows[0]["params"] < rows[1]["params"]
+    assert all(0 <= r["test_accuracy"] <= 1 and r["train_seconds"] > 0 and r["images_per_second"] > 0 for r in rows)
+    code, out, _ = run(capsys, *argv[:-4], "--epochs", "1", "--batch-size", "50", "--subset", "100")
+    lines = out.strip().splitlines()
+    assert code == 0 and lines[0].split() == ["network", "params", "test", "acc", "train", "s", "img/s", "status"]
+    assert [line.split()[0] for line in lines[1:]] == ["depth-8", "depth-14"]
+
+
+def test_sweep_refuses_a_bad_depth_list_in_one_line(capsys):
+    code, _, err = run(capsys, "sweep", "--preset", "resnet20", "--depths", "20,x")
+    assert code == 2 and "depths: '20,x' is not a list of depths" in err and len(err.strip().splitlines()) == 1
+    code, _, err = run(capsys, "sweep", "--preset", "resnet20", "--depths", "20,21")
+    assert code == 2 and "21" in err
+
+
+def _cli_subprocess(*argv: str, hide_ray: bool = False) -> subprocess.CompletedProcess:
+    prelude = "import sys\n" + ("sys.modules['ray'] = None\n" if hide_ray else "")
+    code = prelude + f"from explorer.cli import main\nsys.exit(main({list(argv)!r}))\n"
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
+def test_train_on_ray_without_ray_installed_says_what_to_install(tmp_path):
+    out = _cli_subprocess("train", "--preset", "resnet20", "--backend", "ray", "--epochs", "1", hide_ray=True)
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == [
+        "python -m explorer: error: backend: the Ray backend needs Ray, which is not installed: "
+        "pip install -r requirements-cluster.txt (or train with the process backend)"]
+
+
+def test_train_on_an_unreachable_ray_head_is_one_line_and_exit_2():
+    if os.environ.get("CI") == "true":
+        import ray  # noqa: F401 - in CI Ray must be there (requirements-dev.txt)
+    pytest.importorskip("ray", reason="Ray is not installed (pip install -r requirements-cluster.txt)")
+    for address in ("127.0.0.1:1", "ray://127.0.0.1:1"):
+        out = _cli_subprocess("train", "--preset", "resnet20", "--backend", "ray", "--ray-address", address,
+                              "--epochs", "1")
+        assert out.returncode == 2, out.stderr
+        lines = out.stderr.strip().splitlines()
+        assert len(lines) == 1 and f"cannot reach the Ray cluster at {address} (connection refused)" in lines[0]

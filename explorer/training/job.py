@@ -132,6 +132,7 @@ class FairSlots:
 
 
 SLOTS = FairSlots(max_concurrent())
+UNCAPPED = FairSlots(1_000_000)  # Ray trainings: the cluster queues what does not fit (`explorer.training.ray_backend`)
 
 
 class JobBusy(RuntimeError):
@@ -179,8 +180,9 @@ class TrainJob:
         check_memory: Refuse to start (status "failed", with the reason) when the estimated memory
             of the training is more than the machine has free (`explorer.guards`).
         worker: "thread" trains in this process; "process" in a spawned process (at the CPU priority
-            `explorer.guards.train_nice`), whose model comes back as `.keras` bytes (`model_bytes`; `model`
-            loads them when first asked for).
+            `explorer.guards.train_nice`), "ray" in an actor on a Ray cluster (`explorer.training.ray_backend`; not
+            capped by `slots`: the cluster queues what does not fit); their model comes back as `.keras` bytes
+            (`model_bytes`; `model` loads them when first asked for).
     """
 
     def __init__(self, config: ResNetConfig, data: Any, settings: TrainSettings | None = None, *,
@@ -207,7 +209,7 @@ class TrainJob:
         self.worker = worker
         self.state = JobState()
         self.best_weights: list[np.ndarray] | None = None  # the best epoch's weights, with `checkpoint_best`
-        self._slots = SLOTS if slots is None else slots
+        self._slots = (UNCAPPED if worker == "ray" else SLOTS) if slots is None else slots
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -374,6 +376,10 @@ class TrainJob:
                     from explorer.training.process import train_in_process
 
                     train_in_process(self)
+                elif self.worker == "ray":
+                    from explorer.training.ray_backend import train_on_ray
+
+                    train_on_ray(self)
                 else:
                     from explorer.training.loop import train
 
@@ -393,8 +399,9 @@ class TrainJob:
         fit in the memory free now (checked once a slot is held)."""
         from explorer.annotate import build
 
+        remote = self.worker == "ray" and bool(os.environ.get("EXPLORER_RAY_ADDRESS", "").strip())
         self.update(memory_estimate=memory_estimate(build(self.config), self.settings, DataSizes.of(self.data),
-                                                    worker=self.worker, check=self.check_memory))
+                                                    worker=self.worker, check=self.check_memory and not remote))
 
     def _wait_for_slot(self) -> bool:
         """Wait for a training slot, first come first served (`queue_ahead` counts those before this job)."""

@@ -153,3 +153,7 @@ def _process_main(spec: tuple, updates: Any, stop: Any) -> None:
     updates.put(("end", state, model_bytes))
     updates.close()
     updates.join_thread()
+
+
+# The one worker body: a spawned process runs it here, a Ray actor in `explorer.training.ray_backend`.
+worker_main = _process_main

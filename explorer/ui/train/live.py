@@ -49,7 +49,11 @@ def live_panel(drawn_active: bool = False) -> None:
     if job is None:
         return
     snap = job.poll()
-    if snap.status == "waiting":
+    if snap.status == "waiting" and job.worker == "ray":
+        st.info(f"**Waiting for a slot — {snap.queue_ahead} ahead** (trainings from this server that asked first): "
+                "the Ray cluster has no room for another training now; it starts by itself when one ends.",
+                icon=":material/hourglass_top:")
+    elif snap.status == "waiting":
         ahead = f" {snap.queue_ahead} waiting before you (first come, first served)." if snap.queue_ahead else ""
         st.info(f"**Waiting for a slot** — another training is running on this server (at most {max_concurrent()} at "
                 f"once, so each gets the whole CPU). It starts by itself.{ahead}", icon=":material/hourglass_top:")
