@@ -96,10 +96,16 @@ class Page:
 
     def __init__(self, page, url: str) -> None:
         self.page, self.url = page, url
+        self.last: dict = {}
 
     def timed(self, action, title: str, *, count: int = 1, timeout: float = 120.0,
               navigates: bool = False) -> tuple[float, float]:
-        """Do `action`, wait for `count` new drawings whose text includes `title`: (seconds, longest frame gap in s)."""
+        """Do `action`, wait for `count` new drawings whose text includes `title`: (seconds, longest frame gap in s).
+
+        `action` may be a pair (prepare, act): only `act` (the last click or key press) is timed."""
+        if isinstance(action, tuple):
+            prepare, action = action
+            prepare()
         if not navigates:  # a new document marks itself (the init script)
             self.page.evaluate("() => window.__mark()")
         t0 = time.perf_counter()
@@ -108,6 +114,8 @@ class Page:
                                              timeout=timeout * 1000, polling=20)
         took = time.perf_counter() - t0, float(handle.json_value()) / 1000
         self.settle()
+        self.last = self.page.evaluate(
+            "() => (window.__deep('[data-pane]')[0] || {dataset: {}}).dataset")  # the viewer's own figures
         return took
 
     def settle(self, quiet_frames: int = 15) -> None:
@@ -122,9 +130,15 @@ class Page:
         self.page.goto("about:blank")
         return self.timed(lambda: self.page.goto(f"{self.url}/?{query}"), title, count=count, navigates=True)
 
-    def choose(self, label: str, option: str) -> None:
-        self.page.locator(f'[data-testid="stMain"] [data-testid="stSelectbox"] input[aria-label="{label}"]').click()
-        self.page.get_by_role("option", name=option, exact=True).click()
+    def choose(self, label: str, option: str):
+        """(open the select box, pick the option): the pick is what `timed` times."""
+        def prepare() -> None:
+            box = self.page.locator(f'[data-testid="stSelectbox"] input[aria-label="{label}"]')
+            if not box.is_visible():  # Colour by lives in the diagram's "Style" popover
+                self.page.locator('[data-testid="stPopover"] button').first.click()
+            box.click()
+
+        return prepare, lambda: self.page.get_by_role("option", name=option, exact=True).click()
 
     def depth_key(self, key: str) -> None:
         slider = self.page.locator('[data-testid="stSidebar"] [data-testid="stSlider"] input[type="range"]').first
@@ -140,8 +154,33 @@ def title_of(preset: str, depth: int | None = None) -> str:
     return f"ResNet-{depth or cfg.resolved_depth} v{cfg.version}"
 
 
+def depth_steps(p: Page, steps: int, deeper: int) -> tuple[float, float]:
+    """ResNet-110 ↔ the next valid depth with the slider's arrow keys: (median seconds, longest frame gap)."""
+    redraws = []
+    for k in range(steps):
+        forward = k % 2 == 0
+        redraws.append(p.timed(lambda f=forward: p.depth_key("ArrowRight" if f else "ArrowLeft"),
+                               title_of("resnet110", deeper if forward else 110)))
+    return statistics.median(r[0] for r in redraws), max(r[1] for r in redraws)
+
+
+class Results(dict):
+    """step → (seconds, longest frame gap); `split` keeps the viewer's own layout / draw figures per step."""
+
+    def __init__(self, page: Page) -> None:
+        super().__init__()
+        self.page, self.split = page, {}
+
+    def __setitem__(self, key, value) -> None:
+        super().__setitem__(key, value)
+        d = self.page.last or {}
+        if d.get("drawMs"):
+            self.split[key] = f"layout {d.get('layoutMs', '?')} ms{' (cached)' if d.get('cached') == 'true' else ''}, " \
+                              f"drawn {d.get('drawMs')} ms after the data arrived"
+
+
 def scenario(p: Page, mode: str, steps: int, shots: Path | None) -> dict[str, tuple[float, float]]:
-    out: dict[str, tuple[float, float]] = {}
+    out = Results(p)
     p.load("preset=resnet20", title_of("resnet20"))  # warm: bundle, WebAssembly, the server's caches
     sys.path.insert(0, str(ROOT))
     from explorer.config import valid_depths
@@ -149,28 +188,27 @@ def scenario(p: Page, mode: str, steps: int, shots: Path | None) -> dict[str, tu
 
     deeper = next(d for d in valid_depths("basic", 3, limit=200) if d > 110)
     out["ResNet-110 block view, page load"] = p.load("preset=resnet110", title_of("resnet110"))
-    out["ResNet-110 layer view, first draw"] = p.timed(lambda: p.choose("View", "layer"), title_of("resnet110"))
-    redraws = []
-    for k in range(steps):
-        forward = k % 2 == 0
-        redraws.append(p.timed(lambda f=forward: p.depth_key("ArrowRight" if f else "ArrowLeft"),
-                               title_of("resnet110", deeper if forward else 110)))
-    out["ResNet-110 layer view, depth step"] = (statistics.median(r[0] for r in redraws), max(r[1] for r in redraws))
-    out["ResNet-110 layer view, recolour"] = p.timed(lambda: p.choose("Colour by", "parameters"), title_of("resnet110"))
+    out["ResNet-110 layer view, first draw"] = p.timed(p.choose("View", "layer"), title_of("resnet110"))
+    out["ResNet-110 layer view, depth step"] = depth_steps(p, steps, deeper)
+    out["ResNet-110 layer view, recolour"] = p.timed(p.choose("Colour by", "parameters"), title_of("resnet110"))
     if shots is not None:
         p.page.screenshot(path=str(shots / f"viewer_{mode}_r110_layer.png"))
-    p.choose("Colour by", "plain")
-    p.timed(lambda: p.choose("View", "block"), title_of("resnet110"))
-    redraws = []
-    for k in range(steps):
-        forward = k % 2 == 0
-        redraws.append(p.timed(lambda f=forward: p.depth_key("ArrowRight" if f else "ArrowLeft"),
-                               title_of("resnet110", deeper if forward else 110)))
-    out["ResNet-110 block view, depth step"] = (statistics.median(r[0] for r in redraws), max(r[1] for r in redraws))
+    p.page.keyboard.press("Escape")
+    p.timed(p.choose("Colour by", "plain"), title_of("resnet110"))
+    p.page.keyboard.press("Escape")
+    p.timed(p.choose("View", "block"), title_of("resnet110"))
+    out["ResNet-110 block view, depth step"] = depth_steps(p, steps, deeper)
+    p.load("preset=preact-resnet1001", title_of("preact-resnet1001"))
+    # the lazy alternative: the block view with one stage opened at layer level
+    out["preact-resnet1001 block view, stage 2 expanded"] = p.timed(p.choose("Expand", "stage2"),
+                                                                    title_of("preact-resnet1001"), timeout=240)
     if mode == "viewer":
-        p.load("preset=preact-resnet1001", title_of("preact-resnet1001"))
-        out["preact-resnet1001 layer view"] = p.timed(lambda: p.choose("View", "layer"),
+        p.page.keyboard.press("Escape")
+        p.timed(p.choose("Expand", "—"), title_of("preact-resnet1001"))
+        out["preact-resnet1001 layer view"] = p.timed(p.choose("View", "layer"),
                                                       title_of("preact-resnet1001"), timeout=240)
+        p.load("preset=resnet1202", title_of("resnet1202"))
+        out["resnet1202 layer view"] = p.timed(p.choose("View", "layer"), title_of("resnet1202"), timeout=240)
     p.load("preset=resnet56", title_of("resnet56"))
     count = 2
     out["resnet56 vs plain twin, compare view"] = p.timed(
@@ -221,6 +259,10 @@ def main() -> None:
             a, b = results["static"].get(row), results["viewer"].get(row)
             ratio = f" {a[0] / b[0]:.1f}× |" if a and b else " — |"
         print(f"| {row} | " + " | ".join(cells) + " |" + ratio)
+    if "viewer" in results:
+        print("\nIn the viewer (its own figures, for the last drawing of each step):")
+        for row, text in results["viewer"].split.items():
+            print(f"* {row}: {text}")
 
 
 if __name__ == "__main__":

@@ -101,15 +101,19 @@ def _controls(ag: AnnotatedGraph, default_level: str) -> dict:
     options = _expand_options(ag)
     if ss.get(EXPAND) not in options:
         ss[EXPAND] = NO_EXPAND
-    c = st.columns([1.15, 1.2, 0.95, 1, 1], vertical_alignment="bottom")
+    # Two selects and a popover: one row that stays whole on a 1024-px projector in presentation mode.
+    c = st.columns([1.3, 1.3, 0.75], vertical_alignment="bottom")
     c[0].selectbox("View", [AUTO, "stage", "block", "layer"], key=LEVEL,
                    format_func=lambda v: f"{default_level} (auto)" if v == AUTO else v,
                    help="stage: one box per stage · block: one per residual block · layer: every layer")
     c[1].selectbox("Expand", options, key=EXPAND, help="Draw one stage or block at layer level, the rest as chosen.")
-    c[2].selectbox("Direction", list(RANKDIR_LABELS), key=RANKDIR, format_func=RANKDIR_LABELS.get)
-    c[3].selectbox("Colour by", list(COLOR_LABELS), key=COLOR, format_func=COLOR_LABELS.get,
-                   help="Fill boxes by their cost: light = cheap, dark = expensive.")
-    with c[4]:
+    colour = COLOR_LABELS.get(ss.get(COLOR, "none"), "plain")
+    label = "Style" if colour == "plain" else f"By {colour.split()[-1]}"
+    with c[2].popover(label, icon=":material/tune:", width="stretch",
+                      help="Colour by cost, direction, folding, parameter counts"):
+        st.selectbox("Colour by", list(COLOR_LABELS), key=COLOR, format_func=COLOR_LABELS.get,
+                     help="Fill boxes by their cost: light = cheap, dark = expensive.")
+        st.radio("Direction", list(RANKDIR_LABELS), key=RANKDIR, format_func=RANKDIR_LABELS.get, horizontal=True)
         st.checkbox("Fold ×k", key=ROLLUP, help="Fold a run of identical blocks into one “× k” box.")
         st.checkbox("Show params", key=PARAMS)
     return current_view(ag, default_level)
@@ -210,10 +214,16 @@ def _diagram(config: ResNetConfig, ag: AnnotatedGraph) -> str | None:
     view = _controls(ag, diagram.default_level(ag))
     dot, view = drawn_view(config, ag, view)
     st.session_state[DRAWN] = view
+    selected = st.session_state.get(NODE)
     pane = viewer.Pane("a", _title_of(config), dot, shape_key(config, view))
-    viewer.show([pane], key="arch_viewer", selected=st.session_state.get(NODE),
-                present=classroom.current(st.session_state).present, on_select=_select, on_expand=open_box)
-    return st.session_state.get(NODE)
+    where, panel = st.columns([0.7, 0.3], gap="small") if selected else (st.container(), None)
+    with where:
+        viewer.show([pane], key="arch_viewer", selected=selected,
+                    present=classroom.current(st.session_state).present, on_select=_select, on_expand=open_box)
+    if panel is not None:
+        with panel, common.guard("details"):
+            _details(ag, selected)
+    return selected
 
 
 def _title_of(config: ResNetConfig) -> str:
@@ -268,15 +278,11 @@ def render(config: ResNetConfig, ag: AnnotatedGraph, preset: str) -> None:
         with common.guard("compare view"):
             netcompare.render(config, ag, preset)
         return
-    left, right = st.columns([0.75, 0.25], gap="medium")
+    selected = None
+    with common.guard("diagram"):
+        selected = _diagram(config, ag)
+    left, right = st.columns([0.5, 0.5], gap="medium")
     with left:
-        selected = None
-        with common.guard("diagram"):
-            selected = _diagram(config, ag)
-    with right:
-        if selected:
-            with common.guard("details"):
-                _details(ag, selected)
         _reference(config, ag, preset)
-        with st.expander("What am I looking at?", expanded=not selected):
-            st.markdown(EXPLAINER)
+    with right, st.expander("What am I looking at?", expanded=not selected):
+        st.markdown(EXPLAINER)

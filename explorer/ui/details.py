@@ -66,11 +66,10 @@ def render(ag: AnnotatedGraph, node: ViewNode | None, name: str, *, on_expand: C
            on_clear: Callable[[], None], key: str = "details") -> None:
     """Draw the panel for the selected box (or say that the name is not in this view)."""
     with st.container(border=True, key=f"{key}_panel"):
-        head, close = st.columns([0.8, 0.2], vertical_alignment="center")
-        head.markdown(f"**`{name}`**")
-        close.button("✕", key=f"{key}_clear", on_click=on_clear, help="Clear the selection", width="stretch")
+        st.markdown(f"**`{name}`**")
         if node is None:
             st.caption("This box is not in the current view. Choose another *View* or *Expand*, or click a box.")
+            st.button("Clear the selection", key=f"{key}_clear", on_click=on_clear, width="stretch")
             return
         facts = summary(ag, node)
         st.caption(facts["what"] + (" · frozen" if facts["frozen"] else ""))
@@ -100,6 +99,8 @@ def render(ag: AnnotatedGraph, node: ViewNode | None, name: str, *, on_expand: C
                           icon=":material/unfold_more:", width="stretch")
         for i, d in enumerate(facts["diagnostics"]):
             _diagnostic(ag, d, f"{key}_{i}")
+        st.button("Clear the selection", key=f"{key}_clear", on_click=on_clear, icon=":material/close:",
+                  width="stretch")
 
 
 def _expand_target(node: ViewNode) -> str | None:
@@ -116,7 +117,7 @@ def _diagnostic(ag: AnnotatedGraph, d, key: str) -> None:
     from explorer.ui.debug import apply_fix, shape_labels
 
     icon = ":material/error:" if d.severity == "error" else ":material/warning:"
-    text = d.message[0].upper() + d.message[1:]
+    text = d.message.replace(d.node, f"`{d.node}`", 1) if d.message.startswith(d.node) else d.message[0].upper() + d.message[1:]
     if d.shapes:
         labels = shape_labels(ag, d)
         text += "  \n" + " · ".join(f"{label} {fmt.shape(s)}" for label, s in zip(labels, d.shapes, strict=True))

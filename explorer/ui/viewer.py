@@ -9,6 +9,7 @@ state; a click on a stage or block as its `expand` trigger.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -45,7 +46,9 @@ export default function (component) {
     return Promise.reject(err);
   }
   const args = Object.assign({}, component, { data: data });
-  return import(new URL(data.asset_base + "viewer.js", window.location.origin).href)
+  const url = new URL(data.asset_base + "viewer.js", window.location.origin);
+  if (data.asset_version) url.searchParams.set("v", data.asset_version);
+  return import(url.href)
     .then((m) => m.mount(args))
     .catch((err) => {
       const root = component.parentElement;
@@ -116,6 +119,15 @@ def unavailable() -> str | None:
     return None
 
 
+@functools.cache
+def asset_version() -> str:
+    """The built bundle's source hash (a new build → a new URL, so browsers do not keep an old viewer)."""
+    try:
+        return str(json.loads((ASSETS / "bundle.json").read_text(encoding="utf-8"))["source_sha256"])[:16]
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
+
+
 def asset_base() -> str:
     """The URL path the viewer's files are served under, honouring `server.baseUrlPath`."""
     try:
@@ -151,6 +163,7 @@ def show(panes: list[Pane], *, key: str, selected: str | None = None, present: b
         return Event(selected=selected, expand=None)
     data = {
         "asset_base": asset_base(),
+        "asset_version": asset_version(),
         "panes": [{"id": p.id, "title": p.title, "dot": p.dot, "view_key": p.view_key, "marks": p.marks}
                   for p in panes],
         "selected": selected,

@@ -10,7 +10,7 @@ from tests.e2e.conftest import screenshot, wait_idle
 
 pytestmark = pytest.mark.e2e
 
-SVG = '[data-testid="stGraphVizChart"] svg'
+SVG = '[data-pane="a"][data-state="ready"] svg'  # the diagram viewer's first pane (Playwright pierces its shadow root)
 TIMEOUT = 60_000
 
 
@@ -22,10 +22,7 @@ def open_app(page, app_url: str, query: str = "") -> None:
 
 def wait_diagram(page, title: str) -> int:
     """Wait until the drawn diagram's title mentions `title`; return its number of nodes."""
-    page.wait_for_function(
-        "(t) => [...document.querySelectorAll('[data-testid=\"stGraphVizChart\"] svg text')].some(e => e.textContent.includes(t))",
-        arg=title, timeout=TIMEOUT,
-    )
+    page.locator(f"{SVG} text", has_text=title).first.wait_for(timeout=TIMEOUT)
     return page.locator(f"{SVG} g.node").count()
 
 

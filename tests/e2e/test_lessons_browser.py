@@ -26,8 +26,7 @@ def test_every_lesson_view_draws(page, app_url):
     screenshot(page, "lesson_receptive_field")
 
     page.get_by_role("tab", name="Block anatomy").click()
-    page.wait_for_selector('[data-testid="stGraphVizChart"] svg', timeout=TIMEOUT)
-    assert page.locator('[data-testid="stGraphVizChart"] svg text', has_text="v2 basic").count() >= 1
+    page.locator('[data-pane="a"][data-state="ready"] svg text', has_text="v2 basic").first.wait_for(timeout=TIMEOUT)
     screenshot(page, "lesson_anatomy")
 
     page.get_by_role("tab", name="Degradation").click()
