@@ -135,6 +135,7 @@ def main() -> None:
     st.markdown(CSS, unsafe_allow_html=True)
     started = time.perf_counter()
     boot_from_url()
+    session.keep_widgets(st.session_state)  # (and at the end of the run, below)
     if classroom.current(st.session_state).present:
         st.markdown(classroom.PRESENT_CSS, unsafe_allow_html=True)
     try:
