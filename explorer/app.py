@@ -30,11 +30,22 @@ RUN_MS = "_run_ms"
 
 CSS = """
 <style>
-[data-testid="stMetricValue"] { font-size: 1.9rem; }
 [data-testid="stSidebar"] h2 { margin-top: -0.6rem; }
 [data-testid="stSidebarUserContent"] { padding-top: 1.2rem; }
 .block-container { padding-top: 2.2rem; }
 [data-testid="stGraphVizChart"] svg { max-width: 100%; height: auto; }
+/* Projector sizes (1024×768, 1280×720): labels, metrics, options and buttons wrap between words, never cut with
+   "…" nor broken inside a word; columns too narrow for a short label wrap onto the next row. */
+[data-testid="stMetricLabel"], [data-testid="stMetricLabel"] *, [data-testid="stMetricValue"], [data-testid="stMetricValue"] *,
+[data-testid="stWidgetLabel"], [data-testid="stWidgetLabel"] *, [data-testid="stRadioOption"] *, [data-testid="stCheckbox"] *,
+button [data-testid="stMarkdownContainer"], button [data-testid="stMarkdownContainer"] *,
+[data-baseweb="select"] > div > div:first-child, [data-baseweb="select"] > div > div:first-child * {
+  white-space: normal !important; overflow: visible !important; text-overflow: clip !important;
+  overflow-wrap: normal !important; word-break: normal !important;
+}
+[data-testid="stColumn"] { min-width: min(100%, 6.5rem); }
+[data-testid="stMetricValue"] { font-size: clamp(1.25rem, 2.6vw, 1.9rem) !important; }
+.st-key-break_examples [data-testid="stColumn"] { min-width: min(100%, 12rem); }
 </style>
 """
 
@@ -124,6 +135,7 @@ def main() -> None:
     st.markdown(CSS, unsafe_allow_html=True)
     started = time.perf_counter()
     boot_from_url()
+    session.keep_widgets(st.session_state)  # (and at the end of the run, below)
     if classroom.current(st.session_state).present:
         st.markdown(classroom.PRESENT_CSS, unsafe_allow_html=True)
     try:

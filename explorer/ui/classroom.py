@@ -20,7 +20,7 @@ MAX_NAMED_WARNINGS = 3
 PRESENT_CSS = """
 <style>
 html { font-size: 21px; }
-[data-testid="stMetricValue"] { font-size: 1.7rem !important; }
+[data-testid="stMetricValue"] { font-size: clamp(1.25rem, 2.4vw, 1.7rem) !important; }
 .block-container { max-width: 100%; padding-left: 2rem; padding-right: 2rem; }
 </style>
 """

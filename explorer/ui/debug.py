@@ -190,7 +190,7 @@ def render(config: ResNetConfig, ag: AnnotatedGraph, preset: str) -> None:
             _diagnostic(ag, d, i)
     st.markdown("#### Break it")
     st.caption("One click loads a classic mistake (from its preset) so you can see how it shows and how it is fixed.")
-    cols = st.columns(len(BREAK_EXAMPLES))
+    cols = st.container(key="break_examples").columns(len(BREAK_EXAMPLES))  # (a narrow page wraps them: app.CSS)
     for col, ex in zip(cols, BREAK_EXAMPLES, strict=True):
         with col.container(border=True, height="stretch"):
             st.markdown(f"**{ex.title}**")

@@ -67,15 +67,18 @@ def add_run(state: MutableMapping[str, Any], record: Any) -> None:
 
 
 def keep_widgets(state: MutableMapping[str, Any]) -> None:
-    """Keep the tabs' widget values across runs that do not draw them; call it at the end of every page run.
+    """Keep the tabs' widget values across runs that do not draw them; call it at the start and at the end of every
+    page run.
 
     Streamlit forgets a widget's value at the end of a run that does not draw it (a closed tab, a control under a
-    condition): the widget comes back at its default, or at a value set before it was first drawn. Writing the
-    value of every `KEPT_WIDGETS` key whose widget this run did not draw back into the session state makes it a
-    plain session value, which survives, and which the widget takes when it is drawn again. (Streamlit refuses the
-    write for a widget drawn in this run: that one keeps its value anyway.) A kept value the widget no longer offers
-    (an *Expand* choice of another network) is the widget's to refuse: Streamlit's option widgets fall back to their
-    first option, and a tab checks what it must (e.g. a slider's range) before drawing.
+    condition): the widget comes back at its default, or at a value set before it was first drawn. This writes the
+    value of every `KEPT_WIDGETS` key the session holds back into the session state. At the end of a run that makes
+    the value of a widget not drawn a plain session value, which survives; at the start of a run it marks the value
+    as set in this run, so a widget drawn again shows it in the browser too (Streamlit sends a widget's value to the
+    browser only when it was set in the same run). Streamlit refuses the write for a widget already drawn in this
+    run: that one keeps its value anyway. A kept value the widget no longer offers (an *Expand* choice of another
+    network) is the widget's to refuse: Streamlit's option widgets fall back to their first option, and a tab checks
+    what it must (e.g. a slider's range) before drawing.
     """
     from streamlit.errors import StreamlitAPIException
 
