@@ -270,8 +270,10 @@ def render(config: ResNetConfig, ag: AnnotatedGraph, preset: str) -> None:
     """Draw the Architecture tab."""
     banner(ag)
     _metrics(ag)
-    mode = st.segmented_control("Show", list(MODES), key=MODE, format_func=MODES.get, label_visibility="collapsed",
-                                default=st.session_state.get(MODE) or "diagram") or "diagram"
+    if st.session_state.get(MODE) not in MODES:
+        st.session_state[MODE] = "diagram"
+    mode = st.segmented_control("Show", list(MODES), key=MODE, format_func=MODES.get,
+                                label_visibility="collapsed") or "diagram"
     if mode == "compare":
         from explorer.ui import netcompare
 
