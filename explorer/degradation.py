@@ -1,4 +1,8 @@
-"""The degradation lesson: train plain-20, plain-56, ResNet-20 and ResNet-56 one after another, briefly, for overlay."""
+"""The degradation lesson: train plain-20, plain-56, ResNet-20 and ResNet-56 briefly, for overlay.
+
+One after another on the server's own processes (they share its cores, so at once would not be quicker and
+would hold several of its training slots); all at once on a Ray cluster, which queues what does not fit.
+"""
 
 from __future__ import annotations
 
@@ -20,7 +24,7 @@ NETWORKS: tuple[tuple[str, ResNetConfig], ...] = (
 
 
 class DegradationLesson:
-    """Runs the four trainings in turn in one worker thread (never touches Streamlit).
+    """Runs the four trainings in one worker thread (never touches Streamlit): in turn, or at once on Ray.
 
     Args:
         data: CIFAR-10 in memory.
@@ -31,6 +35,7 @@ class DegradationLesson:
         max_seconds: The server's limit on one training (`explorer.guards.max_train_seconds`; None = none). The
             lesson is one job of its session, so all its trainings together must fit in it.
         slots: The semaphore its trainings wait on (default: the server's, shared with every other training).
+        worker: Where the trainings run (`explorer.guards.train_worker()` by default); "ray" runs them at once.
 
     Raises:
         ConfigError: (field "seconds") the networks' budgets add up to more than `max_seconds`.
@@ -39,7 +44,7 @@ class DegradationLesson:
     def __init__(self, data: Any, *, seconds: float = 30.0, subset: int | None = 10_000,
                  idle_timeout: float | None = 60.0,
                  networks: tuple[tuple[str, ResNetConfig], ...] | None = None,
-                 max_seconds: float | None = None, slots: Any = None) -> None:
+                 max_seconds: float | None = None, slots: Any = None, worker: str | None = None) -> None:
         self.data = data
         self.settings = TrainSettings(seconds=seconds, subset=subset)
         self.networks = NETWORKS if networks is None else networks
@@ -52,6 +57,8 @@ class DegradationLesson:
                               f"{guards.MAX_TRAIN_SECONDS_ENV})")
         self.max_seconds = max_seconds
         self.slots = slots
+        self.worker = worker or guards.train_worker()
+        self.parallel = self.worker == "ray"
         self.idle_timeout = idle_timeout
         self.jobs: list[TrainJob] = []
         self._lock = threading.Lock()
@@ -67,17 +74,32 @@ class DegradationLesson:
         return self
 
     def _run(self) -> None:
+        if self.parallel:
+            for name, config in self.networks:
+                self._start(name, config)
+            self._watch()
+            return
         for name, config in self.networks:
             if self._stop.is_set():
                 break
-            job = TrainJob(config, self.data, self.settings, idle_timeout=None, name=name, slots=self.slots,
-                           max_seconds=self.max_seconds, worker=guards.train_worker()).start()
-            with self._lock:
-                self.jobs.append(job)
-            while not job.join(0.25):
-                if self._idle():
-                    self.stop(f"stopped by itself: nobody watched it for {self.idle_timeout:g} s")
-                if self._stop.is_set():
+            self._start(name, config)
+            self._watch()
+
+    def _start(self, name: str, config: ResNetConfig) -> None:
+        job = TrainJob(config, self.data, self.settings, idle_timeout=None, name=name, slots=self.slots,
+                       max_seconds=self.max_seconds, worker=self.worker).start()
+        with self._lock:
+            self.jobs.append(job)
+
+    def _watch(self) -> None:
+        """Wait for the started jobs, stopping them when asked or when nobody watches."""
+        with self._lock:
+            jobs = list(self.jobs)
+        while not all(job.join(0.25 / len(jobs)) for job in jobs):
+            if self._idle():
+                self.stop(f"stopped by itself: nobody watched it for {self.idle_timeout:g} s")
+            if self._stop.is_set():
+                for job in jobs:
                     job.stop(self.stop_reason or "stopped by the user")
 
     def _idle(self) -> bool:
@@ -89,9 +111,9 @@ class DegradationLesson:
             self.stop_reason = reason
             self._stop.set()
         with self._lock:
-            current = self.jobs[-1] if self.jobs else None
-        if current is not None:
-            current.stop(reason)
+            running = [job for job in self.jobs if job.active]
+        for job in running:
+            job.stop(reason)
 
     def join(self, timeout: float | None = None) -> bool:
         """Wait for the worker; True when it has ended."""

@@ -204,8 +204,8 @@ def _degradation() -> None:
     st.caption(
         "He et al. (2015) found that a deeper *plain* network trains **worse** than a shallower one — not from "
         "overfitting, but because it is harder to optimise — while residual networks get better with depth. "
-        "This trains plain-20, plain-56, ResNet-20 and ResNet-56 one after another for the same short budget "
-        "each and overlays their curves. A few minutes on a CPU is far from the paper's 64k iterations: "
+        "This trains plain-20, plain-56, ResNet-20 and ResNet-56 for the same short budget each (one after "
+        "another here, all at once on a Ray cluster) and overlays their curves. A few minutes on a CPU is far from the paper's 64k iterations: "
         "whatever the curves show here is what this budget shows."
     )
     ss = st.session_state

@@ -41,6 +41,22 @@ def test_stop_skips_the_rest(data):
     assert lesson.poll()[1][1] is None
 
 
+def test_on_ray_the_networks_run_at_once_and_stop_together(data, monkeypatch):
+    lesson = DegradationLesson(data, seconds=60, subset=500, networks=TINY, worker="thread")
+    assert not lesson.parallel  # the server's own processes: one after another
+    assert DegradationLesson(data, seconds=60, subset=500, networks=TINY, worker="ray").parallel
+    lesson.parallel = True  # as on Ray, with the trainings in threads here
+    lesson.start()
+    deadline = time.monotonic() + 60
+    while len(lesson.jobs) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [j.name for j in lesson.jobs] == ["plain-8", "resnet-8"]  # both started before either ended
+    assert all(j.active for j in lesson.jobs)
+    lesson.stop()
+    assert lesson.join(timeout=60)
+    assert all(j.status in ("stopped", "done") for j in lesson.jobs)
+
+
 def test_unwatched_lesson_stops_itself(data):
     lesson = DegradationLesson(data, seconds=60, subset=500, networks=TINY, idle_timeout=1.0).start()
     assert lesson.join(timeout=60)
