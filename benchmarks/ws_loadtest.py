@@ -2,6 +2,8 @@
 
 Run: .venv/bin/python benchmarks/ws_loadtest.py [--sessions 30] [--changes 10] [--trainers 5] [--cap 2] [--think 0]
                                            [--task-timeout 600] [--reconnect 0] [--reconnect-after 5] [--session-ttl S]
+     .venv/bin/python benchmarks/ws_loadtest.py --compare-replicas [--replicas 2] [--ray-cpus 2] [--train-seconds 10] …
+     .venv/bin/python benchmarks/ws_loadtest.py --memory 10 [--train-seconds 5]
 
 The scenario of benchmarks/loadtest.py, but each session is a small asyncio client (the `websockets`
 package that uvicorn brought) speaking the browser's protocol on ws://HOST:PORT/_stcore/stream:
@@ -28,6 +30,14 @@ starts the server with that TTL: a new session boots from the URL, so an idle dr
 but a drop during a run loses that run's change (the URL did not have it yet; seen in a 1 + 2 run).
 Prints errors, latencies, how the trainings ended, the reconnects (session resumed or new, state
 kept), wall time, and the server's CPU time and peak RSS.
+`--compare-replicas` runs the scenario twice in one go: on `--replicas` replicas behind nginx
+(deploy/nginx/explorer.conf, started as deploy/replicas.py does) training on a local Ray cluster of `--ray-cpus`
+CPUs (one per training), then on one replica without a proxy training in processes (`--cap` at once). Behind the
+proxy each client loads the page first for its replica cookie and sends it with the websocket, and reports a
+websocket that reached another replica; every student first moves to a depth no other session uses, so a page
+showing anyone else's network is an error. It prints each run's figures, the students per replica, each replica's
+RSS before / at its peak / after and CPU, and a table of both. `--memory N`: one replica, one session training N
+times in a row, on Ray and then with processes; the replica's RSS after each training.
 Not collected by pytest (the file name does not start with test_).
 """
 
