@@ -72,6 +72,17 @@ def cookie_for(url: str, replica: str) -> str:
     raise AssertionError(f"64 first requests never reached {replica}")
 
 
+def test_the_site_file_is_rewritten_for_any_number_of_replicas_and_nginx_accepts_it(tmp_path):
+    conf = R.site_conf([9101, 9102, 9103], 8181)
+    assert re.findall(r"server 127\.0\.0\.1:(\d+)", conf) == ["9101", "9102", "9103"]
+    assert "listen 8181;" in conf and "listen 80;" not in conf
+    _need_nginx()
+    main = R.write_nginx_conf(tmp_path / "nginx", [9101, 9102, 9103], 8181)
+    check = subprocess.run([R.nginx_binary(), "-t", "-p", str(main.parent), "-e", str(main.parent / "error.log"),
+                            "-c", str(main)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
+
+
 def test_the_cookie_spreads_browsers_over_the_replicas_and_keeps_each_on_its_own(proxy):
     url, replicas = proxy
     status, cookie, first = get(f"{url}/")
