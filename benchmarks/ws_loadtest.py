@@ -2,6 +2,8 @@
 
 Run: .venv/bin/python benchmarks/ws_loadtest.py [--sessions 30] [--changes 10] [--trainers 5] [--cap 2] [--think 0]
                                            [--task-timeout 600] [--reconnect 0] [--reconnect-after 5] [--session-ttl S]
+     .venv/bin/python benchmarks/ws_loadtest.py --compare-replicas [--replicas 2] [--ray-cpus 2] [--train-seconds 10] …
+     .venv/bin/python benchmarks/ws_loadtest.py --memory 10 [--train-seconds 5]
 
 The scenario of benchmarks/loadtest.py, but each session is a small asyncio client (the `websockets`
 package that uvicorn brought) speaking the browser's protocol on ws://HOST:PORT/_stcore/stream:
@@ -28,6 +30,14 @@ starts the server with that TTL: a new session boots from the URL, so an idle dr
 but a drop during a run loses that run's change (the URL did not have it yet; seen in a 1 + 2 run).
 Prints errors, latencies, how the trainings ended, the reconnects (session resumed or new, state
 kept), wall time, and the server's CPU time and peak RSS.
+`--compare-replicas` runs the scenario twice in one go: on `--replicas` replicas behind nginx
+(deploy/nginx/explorer.conf, started as deploy/replicas.py does) training on a local Ray cluster of `--ray-cpus`
+CPUs (one per training), then on one replica without a proxy training in processes (`--cap` at once). Behind the
+proxy each client loads the page first for its replica cookie and sends it with the websocket, and reports a
+websocket that reached another replica; every student first moves to a depth no other session uses, so a page
+showing anyone else's network is an error. It prints each run's figures, the students per replica, each replica's
+RSS before / at its peak / after and CPU, and a table of both. `--memory N`: one replica, one session training N
+times in a row, on Ray and then with processes; the replica's RSS after each training.
 Not collected by pytest (the file name does not start with test_).
 """
 
@@ -35,14 +45,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import random
 import re
 import resource
 import statistics
+import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,6 +83,16 @@ FULL, FRAGMENT, EARLY = (ForwardMsg.FINISHED_SUCCESSFULLY, ForwardMsg.FINISHED_F
 WAIT = 300.0  # seconds for one run to finish before the session reports it
 TEXT_FIELDS = {"markdown": "body", "heading": "body", "alert": "body", "metric": "label", "progress": "text",
                "exception": "message"}
+
+
+def replica_cookie(url: str) -> str:
+    """GET the page through the proxy as a browser's first request does; the `explorer_replica` cookie it sets."""
+    with urllib.request.urlopen(url, timeout=120) as r:
+        r.read()
+        found = re.search(r"explorer_replica=([0-9a-f]+)", " ".join(r.headers.get_all("Set-Cookie") or []))
+    if not found:
+        raise RuntimeError("the proxy set no explorer_replica cookie (is it deploy/nginx/explorer.conf?)")
+    return found.group(1)
 
 
 def initial_state(kind: str, w: Any) -> WidgetState | None:
@@ -116,8 +140,10 @@ class Node:
 class Session:
     """One browser tab as the server sees it: a websocket, the page's elements, the widget values, the fragment timers."""
 
-    def __init__(self, url: str, query: str, preset: str, name: str, errors: list[str]) -> None:
+    def __init__(self, url: str, query: str, preset: str, name: str, errors: list[str], *, proxied: bool = False) -> None:
         self.url, self.query, self.preset, self.name, self.errors = url, query, preset, name, errors
+        self.proxied = proxied  # behind nginx: load the page first for the replica cookie, send it with the websocket
+        self.cookie, self.replica = "", ""  # the replica cookie; the replica that answered the websocket
         self.ws: ClientConnection | None = None
         self.reader: asyncio.Task | None = None
         self.page_hash, self.run_id, self.session_id = "", "", ""
@@ -140,9 +166,16 @@ class Session:
     async def connect(self, resume: str = "") -> None:
         """Open the websocket; `resume`: the session id to resume, as the frontend sends it (third subprotocol)."""
         tokens = ["streamlit", "PLACEHOLDER_AUTH_TOKEN", resume] if resume else ["streamlit"]
+        if self.proxied and not self.cookie:  # the browser loads the page first; nginx sets the cookie there
+            self.cookie = await asyncio.to_thread(replica_cookie, f"{self.url}/?{self.query}")
+        headers = {"Cookie": f"explorer_replica={self.cookie}"} if self.cookie else None
         self.ws = await connect(f"ws://{self.url.removeprefix('http://')}/_stcore/stream", origin=Origin(self.url),
                                 subprotocols=[Subprotocol(t) for t in tokens], max_size=None, ping_interval=None,
-                                open_timeout=120)
+                                open_timeout=120, additional_headers=headers)
+        replica = self.ws.response.headers.get("X-Explorer-Replica", "") if self.ws.response else ""
+        if self.replica and replica != self.replica:
+            self.errors.append(f"{self.name}: the websocket moved from replica {self.replica} to {replica}")
+        self.replica = replica
         self.closed = None
         self.reader = asyncio.create_task(self._read())
 
@@ -329,6 +362,7 @@ class Results:
     outcomes: list[str] = field(default_factory=list)
     fragments: list[tuple[int, int]] = field(default_factory=list)  # (auto reruns asked, fragment runs finished)
     reconnects: list[tuple[bool, bool]] = field(default_factory=list)  # (old session resumed, page state kept)
+    replicas: list[str] = field(default_factory=list)  # behind nginx: the replica each session's websocket reached
 
 
 def step_depth(s: Session, k: int) -> int:
@@ -351,11 +385,24 @@ async def change(s: Session, k: int, res: Results) -> None:
         res.errors.append(f"{s.name}: after change {k + 1} to depth {depth} the title is {shown}")
 
 
-async def student(url: str, index: int, changes: int, res: Results, think: float = 0.0) -> None:
+async def student(url: str, index: int, changes: int, res: Results, think: float = 0.0, *, distinct: bool = False,
+                  proxied: bool = False) -> None:
+    """Load a preset and step its depth `changes` times. `distinct`: first move to a depth no other session uses
+    (the 2m-th option of the slider, m = index // len(PRESETS); the steps then stay on options 2m and 2m + 1), so a
+    page that shows any other session's network is seen."""
     preset = PRESETS[index % len(PRESETS)]
     rng = random.Random(index)
-    async with Session(url, f"preset={preset}", preset, f"session {index}", res.errors) as s:
+    async with Session(url, f"preset={preset}", preset, f"session {index}", res.errors, proxied=proxied) as s:
         res.first.append(await s.run_page(what="the first page"))
+        res.replicas.append(s.replica)
+        if distinct:
+            slider = s.widget("w_depth")
+            options = list(slider.options)
+            depth = options[min(2 * (index // len(PRESETS)), len(options) - 2)]
+            s.widgets[slider.id].string_array_value.data[:] = [depth]
+            await s.run_page(what="the run to this session's own depth")
+            if (shown := s.title()) != (preset, int(depth)):
+                res.errors.append(f"{s.name}: after moving to depth {depth} the title is {shown}")
         for k in range(changes):
             if think:  # a student looks at the page before the next change
                 await asyncio.sleep(rng.uniform(0.5 * think, 1.5 * think))
@@ -391,13 +438,18 @@ async def reconnecting(url: str, index: int, after: float, res: Results) -> None
         await change(s, 3, res)
 
 
-async def trainer(url: str, index: int, res: Results) -> None:
-    async with Session(url, "preset=resnet20&depth=8&tab=Train", "resnet20", f"trainer {index}", res.errors) as s:
+async def set_train_seconds(s: Session, seconds: float) -> None:
+    field_ = s.widget("train_seconds")
+    value = "int_value" if field_.data_type == NumberInput.INT else "double_value"
+    s.widgets[field_.id] = WidgetState(id=field_.id, **{value: int(seconds) if value == "int_value" else seconds})
+    await s.run_page(what=f"the run after setting {seconds:g} s")  # typed the budget, pressed Enter
+
+
+async def trainer(url: str, index: int, res: Results, *, seconds: float = 10, proxied: bool = False) -> None:
+    async with Session(url, "preset=resnet20&depth=8&tab=Train", "resnet20", f"trainer {index}", res.errors,
+                       proxied=proxied) as s:
         await s.run_page(what="the first page")
-        seconds = s.widget("train_seconds")
-        value = "int_value" if seconds.data_type == NumberInput.INT else "double_value"
-        s.widgets[seconds.id] = WidgetState(id=seconds.id, **{value: 10})  # typed 10, pressed Enter
-        await s.run_page(what="the run after setting 10 s")
+        await set_train_seconds(s, seconds)
         await s.run_page((WidgetState(id=s.widget("train_start").id, trigger_value=True),), what="the run after Train")
         if index % 2:
             await asyncio.sleep(4)
@@ -423,6 +475,72 @@ async def trainer(url: str, index: int, res: Results) -> None:
         res.fragments.append((s.fragments_asked, s.fragments_done))
 
 
+def train_button(s: Session) -> bool:
+    """Whether the Train button is enabled (no job of this session running or waiting)."""
+    try:
+        return not s.widget("train_start").disabled
+    except LookupError:
+        return False
+
+
+async def train_repeatedly(url: str, count: int, seconds: float, res: Results, after_each: Callable[[int], None]) -> None:
+    """One session on the Train tab trains `count` times in a row; `after_each(i)` runs once the i-th has ended."""
+    async with Session(url, "preset=resnet20&depth=8&tab=Train", "resnet20", "memory trainer", res.errors) as s:
+        await s.run_page(what="the first page")
+        await set_train_seconds(s, seconds)
+        after_each(0)
+        for i in range(1, count + 1):
+            await s.run_page((WidgetState(id=s.widget("train_start").id, trigger_value=True),), what=f"training {i}'s start")
+            await s.wait(lambda: not train_button(s), f"training {i} to start", 60)
+            await s.wait(lambda: train_button(s), f"training {i} to end", 300)
+            for _ in range(120):  # the evaluation's figures follow the end
+                ended = next((o for o, mark in (("stopped", "Stopped after"), ("failed", "Training failed"),
+                                                ("finished", "Test accuracy")) if mark in s.text()), None)
+                if ended:
+                    break
+                await asyncio.sleep(0.5)
+            res.outcomes.append(ended or "no end shown")
+            after_each(i)
+
+
+def rss_mb(pid: int) -> float:
+    """The resident memory of a process now, in MB (VmRSS)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+class RssSampler:
+    """Samples the resident memory of some processes once a second in a thread: before, the peak, the last."""
+
+    def __init__(self, pids: list[int]) -> None:
+        self.pids, self.samples = pids, {p: [rss_mb(p)] for p in pids}
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._done.wait(1.0):
+            for p in self.pids:
+                with contextlib.suppress(OSError):
+                    self.samples[p].append(rss_mb(p))
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join()
+        for p in self.pids:
+            with contextlib.suppress(OSError):
+                self.samples[p].append(rss_mb(p))
+
+    def line(self, names: dict[int, str]) -> str:
+        return "; ".join(f"{names[p]}: {xs[0]:.0f} MB before, {max(xs):.0f} MB peak, {xs[-1]:.0f} MB after"
+                         for p, xs in self.samples.items())
+
+
 def proc_stats(pid: int) -> tuple[float, str]:
     """(CPU seconds of the process and its waited-for children, peak RSS) from /proc."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -439,7 +557,7 @@ def summary(name: str, xs: list[float]) -> str:
     return f"{name}: n={len(xs)} p50={statistics.median(xs):.2f} s p95={q[18]:.2f} s max={max(xs):.2f} s"
 
 
-async def run(args: argparse.Namespace, url: str, res: Results) -> float:
+async def run(args: argparse.Namespace, url: str, res: Results, *, proxied: bool = False, distinct: bool = False) -> float:
     started = time.perf_counter()
 
     async def bounded(name: str, coro: Coroutine[Any, Any, None]) -> None:
@@ -449,13 +567,142 @@ async def run(args: argparse.Namespace, url: str, res: Results) -> float:
             res.errors.append(f"{name}: {exc}" if str(exc) else f"{name}: did not end within {args.task_timeout:g} s")
         except Exception as exc:  # noqa: BLE001
             res.errors.append(f"{name}: {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}")
-        print(f"[{time.perf_counter() - started:5.0f} s] {name} ended ({len(res.errors)} errors so far)", flush=True)
+        if not args.quiet:
+            print(f"[{time.perf_counter() - started:5.0f} s] {name} ended ({len(res.errors)} errors so far)", flush=True)
 
-    tasks = [bounded(f"session {i}", student(url, i, args.changes, res, args.think)) for i in range(args.sessions)]
-    tasks += [bounded(f"trainer {i}", trainer(url, i, res)) for i in range(args.trainers)]
+    tasks = [bounded(f"session {i}", student(url, i, args.changes, res, args.think, distinct=distinct, proxied=proxied))
+             for i in range(args.sessions)]
+    tasks += [bounded(f"trainer {i}", trainer(url, i, res, seconds=args.train_seconds, proxied=proxied))
+              for i in range(args.trainers)]
     tasks += [bounded(f"reconnecting {i}", reconnecting(url, i, args.reconnect_after, res)) for i in range(args.reconnect)]
     await asyncio.gather(*tasks)
     return time.perf_counter() - started
+
+
+def report(args: argparse.Namespace, res: Results, wall: float) -> None:
+    print(f"errors: {len(res.errors)}")
+    for e in res.errors[:20]:
+        print("  " + e)
+    print(summary("first page (connect → script_finished)", res.first))
+    print(summary("change → updated page (BackMsg → script_finished)", res.changes))
+    print(summary("change → new title received", res.titles))
+    if args.reconnect:
+        print(f"reconnects: {len(res.reconnects)} of {args.reconnect} done; old session resumed: "
+              f"{sum(r for r, _ in res.reconnects)}; page state kept: {sum(k for _, k in res.reconnects)}")
+    print("trainings: " + ", ".join(f"{o}: {res.outcomes.count(o)}" for o in sorted(set(res.outcomes))))
+    if res.fragments:
+        print("per trainer, fragment auto-reruns asked / fragment runs finished (the server merges pending requests): "
+              + ", ".join(f"{a}/{d}" for a, d in res.fragments))
+
+
+RAY_HEAD = """
+import sys, ray
+ctx = ray.init(num_cpus=int(sys.argv[2]), include_dashboard=False, _temp_dir=sys.argv[1], log_to_driver=False)
+print(ctx.address_info["gcs_address"], flush=True)
+sys.stdin.read()
+ray.shutdown()
+"""
+
+
+@contextlib.contextmanager
+def ray_head(cpus: int):
+    """A local Ray cluster with `cpus` CPUs in a subprocess of its own process group; yields its GCS address."""
+    temp = tempfile.mkdtemp(prefix="rayl", dir="/tmp")  # (short: Ray's socket paths must fit 107 bytes)
+    proc = subprocess.Popen([sys.executable, "-c", RAY_HEAD, temp, str(cpus)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+    try:
+        address = proc.stdout.readline().strip()
+        if not address:
+            raise SystemExit("the local Ray head did not start (is Ray installed? pip install -r requirements-cluster.txt)")
+        yield address
+    finally:
+        with contextlib.suppress(OSError):
+            proc.stdin.close()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(30)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, 9)
+        proc.wait()
+        subprocess.run(["rm", "-rf", temp], check=False)
+
+
+@contextlib.contextmanager
+def replicas(count: int, data_dir: Path, *, backend: str, cap: int, ray_address: str | None = None, proxy: bool = False):
+    """`count` replicas started by deploy/replicas.py's rules (loopback, served to others) and, with `proxy`, nginx
+    in front (deploy/nginx/explorer.conf); yields (the URL students use, the replicas' processes)."""
+    from benchmarks.loadtest import free_port
+    from deploy import replicas as R
+
+    env = R.replica_env(backend=backend, ray_address=ray_address, cifar_dir=str(data_dir))
+    env["EXPLORER_MAX_TRAININGS"] = str(cap)
+    ports = [free_port() for _ in range(count)]
+    procs = [subprocess.Popen(R.replica_command(p), cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.STDOUT) for p in ports]
+    prefix = Path(tempfile.mkdtemp(prefix="explorer-nginx-"))
+    everything = list(procs)
+    try:
+        for port, proc in zip(ports, procs, strict=True):
+            R.wait_healthy(f"http://127.0.0.1:{port}", proc)
+        url = f"http://127.0.0.1:{ports[0]}"
+        if proxy:
+            listen = free_port()
+            everything.append(R.start_nginx(prefix, ports, listen))
+            url = f"http://127.0.0.1:{listen}"
+        yield url, procs
+    finally:
+        R.stop(everything)
+        subprocess.run(["rm", "-rf", str(prefix)], check=False)
+
+
+def scenario(args: argparse.Namespace, data_dir: Path, *, name: str, count: int, backend: str, proxy: bool,
+             ray_address: str | None = None) -> dict[str, Any]:
+    """One run of the class scenario on `count` replicas; prints its figures and returns the main ones."""
+    print(f"\n=== {name} ===", flush=True)
+    res = Results()
+    with replicas(count, data_dir, backend=backend, cap=args.cap, ray_address=ray_address, proxy=proxy) as (url, procs):
+        cpu0 = [proc_stats(p.pid)[0] for p in procs]
+        names = {p.pid: f"replica {i + 1}" for i, p in enumerate(procs)}
+        with RssSampler([p.pid for p in procs]) as rss:
+            wall = asyncio.run(run(args, url, res, proxied=proxy, distinct=True))
+            time.sleep(5)  # the sessions' last runs settle
+        cpu = [proc_stats(p.pid)[0] - c for p, c in zip(procs, cpu0, strict=True)]
+    print(f"{args.sessions} students × {args.changes} changes (think {args.think:g} s) + {args.trainers} trainers "
+          f"({args.train_seconds:g} s budget, every other one stopped after 4 s); {wall:.0f} s")
+    report(args, res, wall)
+    if proxy:
+        spread = {r: res.replicas.count(r) for r in sorted(set(res.replicas))}
+        print("students per replica (from the proxy's X-Explorer-Replica): " + ", ".join(f"{r}: {n}" for r, n in spread.items()))
+    print("replica RSS: " + rss.line(names))
+    print("replica CPU during the test (with the training processes it waited for): " + ", ".join(f"{names[p.pid]} {c:.0f} s" for p, c in zip(procs, cpu, strict=True)))
+    q = statistics.quantiles(res.changes, n=20, method="inclusive") if len(res.changes) > 1 else [float("nan")] * 19
+    return {"name": name, "errors": len(res.errors), "p50": statistics.median(res.changes) if res.changes else float("nan"),
+            "p95": q[18], "outcomes": res.outcomes, "wall": wall}
+
+
+def memory_run(args: argparse.Namespace, data_dir: Path, backend: str, ray_address: str | None) -> None:
+    """One replica, one session training `args.memory` times in a row; the replica's RSS after each training."""
+    res = Results()
+    with replicas(1, data_dir, backend=backend, cap=args.cap, ray_address=ray_address) as (url, procs):
+        pid, marks = procs[0].pid, []
+        started = time.perf_counter()
+
+        def after_each(i: int) -> None:
+            marks.append(rss_mb(pid))
+            if not args.quiet:
+                print(f"[{time.perf_counter() - started:5.0f} s] {backend}: after training {i}: {marks[-1]:.0f} MB", flush=True)
+
+        with RssSampler([pid]) as rss:
+            asyncio.run(train_repeatedly(url, args.memory, args.train_seconds, res, after_each))
+            time.sleep(10)
+        peak, last = max(rss.samples[pid]), rss.samples[pid][-1]
+    print(f"{backend} backend, {args.memory} trainings of {args.train_seconds:g} s in one session: replica RSS "
+          f"{marks[0]:.0f} MB with the Train tab open, {marks[1]:.0f} MB after training 1, {marks[-1]:.0f} MB after "
+          f"training {args.memory} ({marks[-1] - marks[1]:+.0f} MB over trainings 2–{args.memory}), peak {peak:.0f} MB, "
+          f"{last:.0f} MB 10 s later")
+    print("  after each: " + " ".join(f"{m:.0f}" for m in marks) + " MB; trainings: "
+          + ", ".join(f"{o}: {res.outcomes.count(o)}" for o in sorted(set(res.outcomes))) + f"; errors: {len(res.errors)}")
+    for e in res.errors[:5]:
+        print("  " + e)
 
 
 def main() -> None:
@@ -468,10 +715,45 @@ def main() -> None:
     parser.add_argument("--session-ttl", type=int, default=None,
                         help="the server's server.disconnectedSessionTTL (the repo's .streamlit/config.toml: 600 s); below --reconnect-after, "
                              "the old session is gone when the student comes back")
+    parser.add_argument("--train-seconds", type=float, default=10.0, help="each trainer's time budget")
+    parser.add_argument("--compare-replicas", action="store_true",
+                        help="run the scenario on --replicas replicas behind nginx with a local Ray cluster, then on one "
+                             "replica with the process backend (--cap trainings at once), and compare")
+    parser.add_argument("--replicas", type=int, default=2, help="replicas behind nginx in --compare-replicas")
+    parser.add_argument("--ray-cpus", type=int, default=2, help="CPUs of the local Ray cluster (each training asks for 1)")
+    parser.add_argument("--memory", type=int, default=0,
+                        help="instead: one replica, one session training this many times in a row, on Ray and then in "
+                             "processes; the replica's RSS after each")
+    parser.add_argument("--quiet", action="store_true", help="no line per ended session")
     args = parser.parse_args()
     if args.session_ttl is not None:  # the env var of the CLI flag --server.disconnectedSessionTTL (start_server passes os.environ)
         os.environ["STREAMLIT_SERVER_DISCONNECTED_SESSION_TTL"] = str(args.session_ttl)
     from benchmarks.bench_memory import write_fixture
+
+    if args.compare_replicas or args.memory:
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # (a loopback cluster: no token to share)
+        os.environ.setdefault("EXPLORER_RAY_CPUS", "1")
+        with tempfile.TemporaryDirectory() as tmp:
+            data_dir = write_fixture(Path(tmp), per_file=500)
+            if args.memory:
+                with ray_head(args.ray_cpus) as address:
+                    memory_run(args, data_dir, "ray", address)
+                memory_run(args, data_dir, "process", None)
+                return
+            with ray_head(args.ray_cpus) as address:
+                a = scenario(args, data_dir, name=f"{args.replicas} replicas behind nginx, trainings on a local Ray "
+                             f"({args.ray_cpus} CPUs, 1 per training)", count=args.replicas, backend="ray", proxy=True,
+                             ray_address=address)
+            b = scenario(args, data_dir, name=f"1 replica, no proxy, trainings in processes (cap {args.cap})", count=1,
+                         backend="process", proxy=False)
+        print("\n| setup | errors | change → updated page p50 / p95 | trainings | wall |")
+        print("|---|---|---|---|---|")
+        for r in (a, b):
+            outcomes = ", ".join(f"{r['outcomes'].count(o)} {o}" for o in sorted(set(r["outcomes"])))
+            print(f"| {r['name']} | {r['errors']} | {r['p50']:.2f} s / {r['p95']:.2f} s | {outcomes} | {r['wall']:.0f} s |")
+        print(f"p95 ratio (one replica ÷ replicas behind nginx): {b['p95'] / a['p95']:.2f}; "
+              f"p50 ratio: {b['p50'] / a['p50']:.2f}")
+        return
 
     res = Results()
     with tempfile.TemporaryDirectory() as tmp:
@@ -486,19 +768,7 @@ def main() -> None:
     me = resource.getrusage(resource.RUSAGE_SELF)
     print(f"sessions: {args.sessions} × {args.changes} changes, {args.trainers} trainers (cap {args.cap}), think {args.think:g} s, "
           f"{args.reconnect} reconnecting (after {args.reconnect_after:g} s, session TTL {'default' if args.session_ttl is None else args.session_ttl}); {wall:.0f} s")
-    print(f"errors: {len(res.errors)}")
-    for e in res.errors[:20]:
-        print("  " + e)
-    print(summary("first page (connect → script_finished)", res.first))
-    print(summary("change → updated page (BackMsg → script_finished)", res.changes))
-    print(summary("change → new title received", res.titles))
-    if args.reconnect:
-        print(f"reconnects: {len(res.reconnects)} of {args.reconnect} done; old session resumed: "
-              f"{sum(r for r, _ in res.reconnects)}; page state kept: {sum(k for _, k in res.reconnects)}")
-    print("trainings: " + ", ".join(f"{o}: {res.outcomes.count(o)}" for o in sorted(set(res.outcomes))))
-    if res.fragments:
-        print("per trainer, fragment auto-reruns asked / fragment runs finished (the server merges pending requests): "
-              + ", ".join(f"{a}/{d}" for a, d in res.fragments))
+    report(args, res, wall)
     print(f"server: {cpu1 - cpu0:.1f} s CPU during the test ({cpu1:.1f} s with start-up), peak RSS {hwm}; "
           f"these clients: {me.ru_utime + me.ru_stime:.1f} s CPU, peak RSS {me.ru_maxrss / 1024:.0f} MB")
 
