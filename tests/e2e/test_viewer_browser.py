@@ -176,3 +176,17 @@ def test_svg_download_is_the_drawing_without_graphviz_installed(page, app_url):
     with page.expect_download() as info:
         page.locator("button[aria-label='Download PNG']").first.click()
     assert open(info.value.path(), "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_recolouring_keeps_the_zoom_and_position(page, app_url):
+    open_app(page, app_url, "?preset=resnet56")
+    pane = ready(page, "ResNet-56 v1")
+    page.locator("button[aria-label='Zoom in']").first.click()
+    page.locator("button[aria-label='Zoom in']").first.click()
+    page.wait_for_timeout(300)
+    scale, where, renders = attr(pane, "data-scale"), transform(page), int(attr(pane, "data-renders"))
+    page.locator('[data-testid="stPopover"] button').first.click()
+    page.locator('[data-testid="stSelectbox"] input[aria-label="Colour by"]').click()
+    page.get_by_role("option", name="parameters", exact=True).click()
+    page.locator(f'{PANE.format("a")}[data-renders="{renders + 1}"][data-state="ready"]').wait_for(timeout=TIMEOUT)
+    assert attr(pane, "data-scale") == scale and transform(page) == where  # recoloured in place
