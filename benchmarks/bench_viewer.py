@@ -23,10 +23,12 @@ import statistics
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from deploy.replicas import wait_healthy  # noqa: E402
+
 APP = ROOT / "explorer" / "app.py"
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -80,15 +82,12 @@ def start(mode: str) -> tuple[subprocess.Popen, str]:
                              "--server.headless", "true"], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2):
-                return proc, url
-        except OSError:
-            time.sleep(0.2)
-    proc.kill()
-    raise SystemExit(f"the {mode} app did not start in 60 s")
+    try:
+        wait_healthy(url, proc, timeout=60)
+    except RuntimeError as exc:
+        proc.kill()
+        raise SystemExit(f"the {mode} app did not start: {exc}") from None
+    return proc, url
 
 
 class Page:

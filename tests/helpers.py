@@ -27,6 +27,12 @@ from tests.conftest import ROOT
 PER_CLASS = 12  # images per class per batch file: 120 per file, 600 training + 120 test images
 
 
+def small_cifar(root: Path, n_per_class: int = 20):
+    """CIFAR-10 in the official binary layout under `root`, loaded (n_per_class=20: 1,000 training and 200 test images)."""
+    write_layout(root, "binary", n_per_class=n_per_class)
+    return D.load_cifar10(root, allow_download=False)
+
+
 def fixture_arrays(n_per_class: int = PER_CLASS, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Images whose pixels depend on the label (so a tiny net can learn them), and labels 0..9 shuffled."""
     rng = np.random.default_rng(seed)

@@ -7,12 +7,11 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
+from deploy.replicas import wait_healthy
 from tests.conftest import ROOT
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -47,17 +46,11 @@ def app_url():
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            time.sleep(0.3)
-    else:
+    try:
+        wait_healthy(url, proc, timeout=60)
+    except RuntimeError as exc:
         proc.kill()
-        pytest.fail("streamlit did not become healthy in 60 s: " + (proc.stdout.read().decode(errors="replace")[-2000:]))
+        pytest.fail(f"streamlit did not become healthy: {exc}: " + proc.stdout.read().decode(errors="replace")[-2000:])
     yield url
     proc.terminate()
     try:

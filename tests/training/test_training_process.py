@@ -14,15 +14,12 @@ import pytest
 
 from explorer import guards, inference
 from explorer import training as T
-from explorer.data import load_cifar10
-from tests.helpers import TINY, long_settings, training, wait_for, write_layout
+from tests.helpers import TINY, long_settings, small_cifar, training, wait_for, write_layout
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cifar")
-    write_layout(root, "binary", n_per_class=20)  # 1,000 training and 200 test images
-    return load_cifar10(root, allow_download=False)
+    return small_cifar(tmp_path_factory.mktemp("cifar"))  # 1,000 training and 200 test images
 
 
 def process_job(data, settings, **kw) -> T.TrainJob:
