@@ -410,7 +410,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         raise ConfigError("depths", f"{args.depths!r} is not a list of depths", "e.g. --depths 20,32,44,56") from None
     if not depths:
         raise ConfigError("depths", "no depth given", "e.g. --depths 20,32,44,56")
-    settings = training.TrainSettings(recipe=args.recipe, epochs=args.epochs, seconds=args.seconds,
+    settings = training.TrainSettings(recipe=args.recipe, epochs=args.epochs, seconds=args.seconds, steps=args.steps,
                                       subset=args.subset, batch_size=args.batch_size, seed=args.seed,
                                       precision=args.precision)
     plans = []
@@ -471,8 +471,8 @@ def _train_settings(args: argparse.Namespace, *, folders: bool):  # -> training.
     from explorer.training import TrainSettings
 
     return TrainSettings(
-        recipe=args.recipe, epochs=args.epochs, seconds=args.seconds, subset=args.subset, batch_size=args.batch_size,
-        flip=args.flip, crop=args.crop, val_split=None if folders else args.val_split, precision=args.precision,
+        recipe=args.recipe, epochs=args.epochs, seconds=args.seconds, steps=args.steps, subset=args.subset,
+        batch_size=args.batch_size, flip=args.flip, crop=args.crop, val_split=None if folders else args.val_split, precision=args.precision,
         tta=args.tta, seed=args.seed,
         early_stopping=args.early_stopping, reduce_lr_on_plateau=args.reduce_lr_on_plateau,
         checkpoint_best=args.checkpoint_best, weights=args.weights,
@@ -679,6 +679,8 @@ def make_parser() -> argparse.ArgumentParser:
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--epochs", type=int, metavar="N", help="budget in epochs")
     budget.add_argument("--seconds", type=float, metavar="S", help="budget in seconds of training (default of the short recipe: 90)")
+    budget.add_argument("--steps", type=int, metavar="N", help="budget in training steps (batches): a fixed amount of "
+                        "work, whatever the machine's speed")
     p.add_argument("--recipe", choices=("short", "paper"), default="short",
                    help="short: time-budgeted one-cycle SGD for a CPU; paper: He et al. 2015 (SGD 0.1, step decay)")
     p.add_argument("--subset", type=int, metavar="N", help="train on N images (class-balanced)")
@@ -718,6 +720,7 @@ def make_parser() -> argparse.ArgumentParser:
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--epochs", type=int, metavar="N", help="budget of each network in epochs")
     budget.add_argument("--seconds", type=float, metavar="S", help="budget of each network in seconds of training")
+    budget.add_argument("--steps", type=int, metavar="N", help="budget of each network in training steps (batches)")
     p.add_argument("--recipe", choices=("short", "paper"), default="short")
     p.add_argument("--subset", type=int, metavar="N", help="train on N images (class-balanced)")
     p.add_argument("--batch-size", type=int, metavar="N")

@@ -126,7 +126,7 @@ class JobCallback(keras.callbacks.Callback):
         s = job.settings
         self.seconds = s.seconds
         self.steps_per_epoch = pipes.steps_per_epoch
-        self.total_steps = None if s.epochs is None else s.epochs * pipes.steps_per_epoch
+        self.total_steps = s.steps if s.steps is not None else None if s.epochs is None else s.epochs * pipes.steps_per_epoch
         self.batch_size = pipes.batch_size
         self.step = 0
         self.epoch_index = 0
@@ -397,7 +397,8 @@ def train(job: TrainJob) -> None:
         return
     callback = JobCallback(job, pipes)
     job.update(phase="compiling (first batch)")
-    epochs = s.epochs if s.epochs is not None else 1_000_000
+    epochs = (s.epochs if s.epochs is not None else -(-s.steps // pipes.steps_per_epoch) if s.steps is not None
+              else 1_000_000)
     with bn_momentum(model, recipe.bn_momentum):
         model.fit(pipes.train, epochs=epochs, steps_per_epoch=pipes.steps_per_epoch, callbacks=[callback], verbose=0,
                   shuffle=False)  # the pipeline shuffles

@@ -111,8 +111,9 @@ class TrainSettings:
 
     Attributes:
         recipe: A key of RECIPES.
-        epochs: Budget in epochs (give this or `seconds`, or neither for the recipe's default).
+        epochs: Budget in epochs (give one of `epochs`, `seconds`, `steps`, or none for the recipe's default).
         seconds: Budget in wall-clock seconds of training (the LR schedule follows the clock).
+        steps: Budget in training steps (batches): a fixed amount of work, whatever the machine's speed.
         subset: Train on this many images (class-balanced, before the validation split).
         batch_size: Global batch size.
         flip: Random horizontal flips.
@@ -138,6 +139,7 @@ class TrainSettings:
     recipe: str = DEFAULT_RECIPE
     epochs: int | None = None
     seconds: float | None = None
+    steps: int | None = None
     subset: int | None = None
     batch_size: int | None = None
     flip: bool | None = None
@@ -155,8 +157,12 @@ class TrainSettings:
     def __post_init__(self) -> None:
         if self.recipe not in RECIPES:
             raise ConfigError("recipe", f"unknown recipe {self.recipe!r}", f"choose one of: {', '.join(RECIPES)}")
-        if self.epochs is not None and self.seconds is not None:
-            raise ConfigError("epochs", "give a budget in epochs or in seconds, not both", "drop --epochs or --seconds")
+        given = [name for name in ("epochs", "seconds", "steps") if getattr(self, name) is not None]
+        if len(given) > 1:
+            raise ConfigError(given[0], f"give one budget, not {' and '.join(given)}",
+                              f"keep one of {', '.join('--' + g for g in given)}")
+        if self.steps is not None and (isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1):
+            raise ConfigError("steps", f"{self.steps!r} is not a positive whole number", "give 1 or more steps")
         if self.epochs is not None and (isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1):
             raise ConfigError("epochs", f"{self.epochs!r} is not a positive whole number", "give 1 or more epochs")
         if self.seconds is not None and not (isinstance(self.seconds, int | float) and math.isfinite(self.seconds)
@@ -220,7 +226,7 @@ class TrainSettings:
         """A copy with every None filled from the recipe (budget: the recipe's default)."""
         r = self.recipe_obj
         epochs, seconds = self.epochs, self.seconds
-        if epochs is None and seconds is None:
+        if epochs is None and seconds is None and self.steps is None:
             epochs, seconds = r.epochs, r.seconds
         return replace(
             self, epochs=epochs, seconds=seconds,
@@ -233,6 +239,8 @@ class TrainSettings:
         )
 
     def budget_text(self) -> str:
-        """E.g. '90 s' or '3 epochs'."""
+        """E.g. '90 s', '3 epochs' or '480 steps'."""
         s = self.resolved()
+        if s.steps is not None:
+            return f"{s.steps} step{'s' if s.steps != 1 else ''}"
         return f"{s.seconds:g} s" if s.seconds is not None else f"{s.epochs} epoch{'s' if s.epochs != 1 else ''}"

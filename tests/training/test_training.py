@@ -72,6 +72,17 @@ def test_seconds_budget_ends_on_the_clock(data):
     assert snap.batches[-1]["lr"] < 0.3 * peak  # the one-cycle schedule ran down with the clock
 
 
+def test_a_steps_budget_trains_exactly_that_many_steps_across_epochs(data):
+    # 800 training images / 50 = 16 steps an epoch: 20 steps end a quarter into the second epoch
+    job = T.TrainJob(TINY, data, T.TrainSettings(steps=20, batch_size=50, val_split=0.2, evaluate=False),
+                     slots=threading.Semaphore(1)).start()
+    assert job.join(60)
+    snap = job.poll()
+    assert snap.status == "done" and snap.steps == 20 and snap.progress == pytest.approx(1.0)
+    assert snap.batches[-1]["step"] == 20 and snap.epoch == pytest.approx(1.25)
+    assert snap.batches[-1]["lr"] < 0.1 * T.RECIPES["short"].peak_lr  # the one-cycle schedule ran down with the steps
+
+
 def test_stop_takes_effect_within_two_seconds(data):
     job = T.TrainJob(TINY, data, long_settings(), slots=threading.Semaphore(1)).start()
     wait_for(lambda: training(job))
@@ -164,7 +175,8 @@ def test_settings_resolve_and_validate():
     p = T.TrainSettings(recipe="paper").resolved()
     assert p.epochs == 182 and p.crop == 4 and p.batch_size == 128
     assert T.TrainSettings(epochs=3).budget_text() == "3 epochs"
-    for bad in (dict(epochs=1, seconds=5.0), dict(epochs=0), dict(seconds=-1.0), dict(recipe="adam"), dict(subset=5),
+    assert T.TrainSettings(steps=480).budget_text() == "480 steps" and T.TrainSettings(steps=480).resolved().seconds is None
+    for bad in (dict(epochs=1, seconds=5.0), dict(steps=10, seconds=5.0), dict(steps=0), dict(steps=2.5), dict(epochs=0), dict(seconds=-1.0), dict(recipe="adam"), dict(subset=5),
                 dict(batch_size=0), dict(precision="int8")):
         with pytest.raises(ConfigError):
             T.TrainSettings(**bad)
