@@ -29,7 +29,7 @@ class Evaluation:
         confusion: (C, C) counts, rows = true class, columns = predicted class.
         predictions: (N,) predicted class of each test image.
         confidence: (N,) probability of the predicted class.
-        tta: Whether test-time augmentation (`TTA_VIEWS`) was used.
+        tta: Whether test-time augmentation was used (more than one view).
         seconds: Time the evaluation took.
         classes: The class names (CIFAR-10's unless the data set says otherwise).
     """
@@ -44,18 +44,20 @@ class Evaluation:
     tta: bool
     seconds: float
     classes: tuple[str, ...] = CLASSES
+    views: int = 1
 
     def to_dict(self) -> dict:
         """JSON-ready summary (no per-image arrays)."""
         return {
             "test_accuracy": self.test_accuracy, "test_loss": self.test_loss, "test_images": self.test_images,
             "per_class_accuracy": dict(zip(self.classes, self.per_class_accuracy, strict=True)),
-            "confusion": self.confusion.tolist(), "tta": self.tta, "evaluation_seconds": self.seconds,
+            "confusion": self.confusion.tolist(), "tta": self.tta, "test_views": self.views,
+            "test_view_names": list(VIEW_NAMES[:self.views]), "evaluation_seconds": self.seconds,
         }
 
 
 def evaluate_predictions(probabilities: np.ndarray, labels: np.ndarray, *, tta: bool = False,
-                         seconds: float = 0.0, classes: tuple[str, ...] = CLASSES) -> Evaluation:
+                         seconds: float = 0.0, classes: tuple[str, ...] = CLASSES, views: int | None = None) -> Evaluation:
     """Accuracy, loss, per-class accuracy and confusion matrix from predicted probabilities.
 
     Args:
@@ -63,6 +65,7 @@ def evaluate_predictions(probabilities: np.ndarray, labels: np.ndarray, *, tta: 
         labels: (N,) true classes.
         tta: Recorded in the result.
         seconds: Recorded in the result.
+        views: Recorded in the result (default: all of `TTA_VIEWS` with `tta`, else 1).
         classes: The C class names.
     """
     n = len(classes)
@@ -77,7 +80,7 @@ def evaluate_predictions(probabilities: np.ndarray, labels: np.ndarray, *, tta: 
         test_accuracy=float((predictions == labels).mean()) if len(labels) else float("nan"), test_loss=loss,
         test_images=int(len(labels)), per_class_accuracy=per_class, confusion=confusion,
         predictions=predictions.astype(np.int64), confidence=probabilities.max(axis=1).astype(np.float32),
-        tta=tta, seconds=seconds, classes=tuple(classes),
+        tta=tta, seconds=seconds, classes=tuple(classes), views=views or (len(TTA_VIEWS) if tta else 1),
     )
 
 
@@ -87,6 +90,7 @@ def evaluate_predictions(probabilities: np.ndarray, labels: np.ndarray, *, tta: 
 # mirror shifted the other way: on 14 ResNet-20s trained for 480 steps here, +0.22 points over the image and its
 # mirror, +1.0 over the image alone (docs/training.md).
 TTA_VIEWS: tuple[tuple[bool, int, int], ...] = ((False, 0, 0), (True, 0, 0), (False, -1, -1), (True, 1, 1))
+VIEW_NAMES = ("image", "mirror", "moved a pixel", "mirror moved a pixel")
 
 
 def tta_view(image: Any, mirrored: bool, dy: int, dx: int) -> Any:
@@ -99,14 +103,14 @@ def tta_view(image: Any, mirrored: bool, dy: int, dx: int) -> Any:
     return view
 
 
-def evaluate_model(model: Any, test_ds: Any, labels: np.ndarray, *, tta: bool = False,
+def evaluate_model(model: Any, test_ds: Any, labels: np.ndarray, *, tta: bool = False, views: int | None = None,
                    should_stop: Callable[[], bool] | None = None, classes: tuple[str, ...] = CLASSES,
                    progress: Callable[[float], None] | None = None) -> Evaluation | None:
-    """Predict the test set (optionally averaged over `TTA_VIEWS`) and score it.
+    """Predict the test set (optionally averaged over the first `views` of `TTA_VIEWS`) and score it.
 
-    With `tta`, each batch goes through the network once per view (the image, its mirror and both
-    moved by a pixel), in one prediction pass (one traced function). `progress` is called with the
-    fraction done after each batch.
+    Each batch goes through the network once per view (the image, its mirror, both moved by a pixel), in one
+    prediction pass (one traced function). `views` defaults to all four with `tta`, else 1. `progress` is
+    called with the fraction done after each batch.
 
     Returns:
         The evaluation, or None when `should_stop` turned true in the middle.
@@ -114,16 +118,18 @@ def evaluate_model(model: Any, test_ds: Any, labels: np.ndarray, *, tta: bool = 
     keras = load_keras()
     from explorer.training.loop import PredictionProgress
 
+    views = max(1, min(len(TTA_VIEWS), views if views is not None else len(TTA_VIEWS) if tta else 1))
     started = time.perf_counter()
     should_stop = should_stop or (lambda: False)
     watcher = PredictionProgress(should_stop, progress, batches=int(test_ds.cardinality()))
     predictor = model
-    if tta:
+    if views > 1:
         image = keras.Input(model.input_shape[1:])
-        predictor = keras.Model(image, keras.layers.Average()([model(tta_view(image, *view)) for view in TTA_VIEWS]))
+        predictor = keras.Model(image, keras.layers.Average()([model(tta_view(image, *view))
+                                                              for view in TTA_VIEWS[:views]]))
     out = predictor.predict(test_ds, verbose=0, callbacks=[watcher])
     if should_stop():
         return None
     probs = np.asarray(out, dtype=np.float32)
-    return evaluate_predictions(probs, labels, tta=tta, seconds=time.perf_counter() - started, classes=classes)
-
+    return evaluate_predictions(probs, labels, tta=views > 1, seconds=time.perf_counter() - started, classes=classes,
+                                views=views)

@@ -183,12 +183,14 @@ class TrainJob:
             `explorer.guards.train_nice`), "ray" in an actor on a Ray cluster (`explorer.training.ray_backend`; not
             capped by `slots`: the cluster queues what does not fit); their model comes back as `.keras` bytes
             (`model_bytes`; `model` loads them when first asked for).
+        pressed: When Train was pressed (`time.time()`; default: now): a budget in seconds is the wall time from
+            here to the result, and `timings` say where it went.
     """
 
     def __init__(self, config: ResNetConfig, data: Any, settings: TrainSettings | None = None, *,
                  idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT, slots: threading.Semaphore | FairSlots | None = None,
                  name: str | None = None, max_seconds: float | None = None, check_memory: bool = True,
-                 worker: str = "thread") -> None:
+                 worker: str = "thread", pressed: float | None = None) -> None:
         if worker not in guards.WORKERS:
             raise ValueError(f"worker must be one of {guards.WORKERS}, not {worker!r}")
         problem = data_mismatch(config, data)
@@ -208,6 +210,8 @@ class TrainJob:
         self.name = name or f"depth {config.resolved_depth}"
         self.worker = worker
         self.state = JobState()
+        self.state.pressed = time.time() if pressed is None else pressed
+        self.state.mark("starting", self.state.pressed)
         self.best_weights: list[np.ndarray] | None = None  # the best epoch's weights, with `checkpoint_best`
         self._slots = (UNCAPPED if worker == "ray" else SLOTS) if slots is None else slots
         self._lock = threading.Lock()
@@ -225,6 +229,7 @@ class TrainJob:
             raise RuntimeError("this job has already been started")
         self.last_poll = time.monotonic()
         self.update(phase="waiting for a slot")
+        self.mark("waiting")
         self._thread = threading.Thread(target=self._run, name=f"train-{self.name}", daemon=True)
         self._thread.start()
         return self
@@ -287,6 +292,10 @@ class TrainJob:
                 "ended_at_server_limit": st.capped, "memory_estimate_bytes": st.memory_estimate,
                 "worker": self.worker, "worker_peak_memory_bytes": st.worker_peak_rss,
                 "stem_whitening": None if st.whitening is None else vars(st.whitening),
+                "wall_seconds": round(st.wall, 3), "timings": {k: round(v, 3) for k, v in st.timings.items()},
+                "reserved_seconds": None if st.reserved is None else round(st.reserved, 3),
+                "budget_stop_seconds": None if st.budget_stop is None else round(st.budget_stop, 3),
+                "warm_worker": st.warm_worker,
                 "monitor": st.monitor, "best_epoch": st.best_epoch, "restored_best": st.restored_best,
                 "data_source": self.data.source, "classes": list(self.data.classes),
                 "skipped_files": getattr(self.data, "skipped", 0),
@@ -334,6 +343,11 @@ class TrainJob:
             for name, value in changes.items():
                 setattr(self.state, name, value)
 
+    def mark(self, part: str | None) -> None:
+        """Start the part `part` of the wall time (`explorer.training.state.PARTS`; None: the end)."""
+        with self._lock:
+            self.state.mark(part, time.time())
+
     def add_batch(self, entry: dict, *, images_per_second: float | None) -> None:
         """Append a per-batch record (and the throughput it measured, when it did)."""
         with self._lock:
@@ -361,6 +375,7 @@ class TrainJob:
     def _finish(self, status: str, *, error: str | None = None) -> None:
         phase = {"done": "done", "stopped": "stopped", "failed": "failed"}[status]
         self.update(status=status, error=error, phase=phase, eta=0.0 if status == "done" else None)
+        self.mark(None)
 
     def _run(self) -> None:
         from explorer.training.process import WorkerFailed  # (process.py builds on this module)
@@ -372,6 +387,7 @@ class TrainJob:
             try:
                 self.update(status="stopping" if self._stop.is_set() else "running", phase="preparing the data")
                 self._check_memory()
+                self.mark("worker" if self.worker in ("process", "ray") else "data")
                 if self.worker == "process":
                     from explorer.training.process import train_in_process
 

@@ -115,6 +115,43 @@ class L2SGD(keras.optimizers.SGD):
         return {**super().get_config(), "l2": self.l2}
 
 
+# --------------------------------------------------------------------------- the budget's end
+# What follows a training, timed against the training's own speed (so a loaded or a faster machine scales
+# alike): images predicted per second per training image per second — one test view in inference (batch 500,
+# BN fused), one BN-statistics image (a training-mode forward pass, eager) — and seconds that do not scale.
+# Measured on the 2-core machine in docs/training.md ("Where the seconds go").
+PREDICT_SPEED = 3.0
+BN_SPEED = 0.8
+FIXED_AFTER = 1.5  # tracing the prediction step, saving the model and handing it back
+EVAL_SHARE = 0.1  # test-time views beyond the image itself are used while they cost at most this share of the budget
+
+
+def after_training(images_per_second: float, *, views: int, test_images: int, bn_images: int,
+                   val_images: int = 0) -> float:
+    """Estimated seconds from the end of the training to the result, at a training speed of `images_per_second`."""
+    if images_per_second <= 0:
+        return FIXED_AFTER
+    predict = (views * test_images + val_images) / (PREDICT_SPEED * images_per_second)
+    return FIXED_AFTER + predict + bn_images / (BN_SPEED * images_per_second)
+
+
+def choose_views(budget: float | None, images_per_second: float, *, n_test: int, tta: bool) -> int:
+    """How many test-time views (`TTA_VIEWS`, in order) an evaluation uses.
+
+    Without TTA 1; with a budget in epochs or steps all four; with a budget in seconds the most of 4, 2 whose
+    estimated cost stays within EVAL_SHARE of the budget, else 1: at a few hundred steps each extra second of
+    training is worth more than the mirror's ~0.8 points once a view costs over a tenth of the budget.
+    """
+    from explorer.training.evaluation import TTA_VIEWS
+
+    if not tta:
+        return 1
+    if budget is None or n_test == 0:
+        return len(TTA_VIEWS)
+    per_view = n_test / (PREDICT_SPEED * max(images_per_second, 1e-6))
+    return next((v for v in (len(TTA_VIEWS), 2) if v * per_view <= EVAL_SHARE * budget), 1)
+
+
 # --------------------------------------------------------------------------- callbacks
 class JobCallback(keras.callbacks.Callback):
     """Sets the LR from the budget, records metrics, validates, and stops on request or at the budget."""
@@ -125,6 +162,15 @@ class JobCallback(keras.callbacks.Callback):
         self.pipes = pipes
         s = job.settings
         self.seconds = s.seconds
+        # A budget in seconds is wall time from the press to the result: the training ends early enough for what
+        # follows it (BN statistics, the test set, the hand-back), estimated from its own speed (`after_training`).
+        self.deadline = None if s.seconds is None else job.state.pressed + s.seconds
+        self.n_test = pipes.n_test if s.evaluate else 0
+        self.n_val = pipes.n_val if pipes.val is not None else 0  # (the last, partial epoch is validated after it)
+        self.bn_images = job.recipe.recalibrate_bn * pipes.batch_size if job.recipe.recalibrate_bn else 0
+        self.views: int | None = None  # test-time views, chosen once the speed is known
+        self.reserve = 0.0
+        self.t_first_wall = 0.0
         self.steps_per_epoch = pipes.steps_per_epoch
         self.total_steps = s.steps if s.steps is not None else None if s.epochs is None else s.epochs * pipes.steps_per_epoch
         self.batch_size = pipes.batch_size
@@ -163,8 +209,28 @@ class JobCallback(keras.callbacks.Callback):
             return self.step / self.total_steps
         if self.t_first is None:
             return 0.0
-        remaining = self.seconds - (self.t_first - self.t_start)
-        return min(1.0, (now - self.t_first) / max(remaining, 1e-6))
+        if self.deadline is None:  # (an epoch budget ended by the server's limit: progress by epochs)
+            return self.step / max(1, self.steps_per_epoch * (self.job.settings.epochs or 1))
+        wall = time.time()
+        return min(1.0, (wall - self.t_first_wall) / max(self.deadline - self.reserve - self.t_first_wall, 1e-6))
+
+    def steady_speed(self, now: float) -> float | None:
+        """Training images per second since the first (tracing) batch; None before a few batches."""
+        if self.t_first is None or self.step < 4 or now <= self.t_first:
+            return None
+        return self.images_after_first / (now - self.t_first)
+
+    def update_reserve(self, now: float) -> None:
+        """Re-estimate the seconds to leave after the training (and choose the test-time views once)."""
+        ips = self.steady_speed(now)
+        if ips is None or self.deadline is None:
+            return
+        if self.views is None and self.step >= 8:
+            self.views = choose_views(self.job.settings.seconds, ips, n_test=self.n_test, tta=bool(self.job.settings.tta))
+            self.job.update(views=self.views)
+        self.reserve = after_training(ips, views=self.views or 1, test_images=self.n_test, bn_images=self.bn_images,
+                                      val_images=self.n_val)
+        self.job.update(reserved=self.reserve)
 
     def budget_over(self, now: float) -> bool:
         if self.job.max_seconds is not None and now - self.t_start >= self.job.max_seconds:
@@ -172,7 +238,13 @@ class JobCallback(keras.callbacks.Callback):
             return True
         if self.total_steps is not None:
             return self.step >= self.total_steps
-        return now - self.t_start >= self.seconds
+        if self.deadline is None:
+            return False
+        now_wall = time.time()
+        if now_wall < self.deadline - self.reserve:
+            return False
+        self.job.update(budget_stop=now_wall - self.job.state.pressed)
+        return True
 
     # keras hooks -------------------------------------------------------------
     def on_train_begin(self, logs: Any = None) -> None:
@@ -195,14 +267,16 @@ class JobCallback(keras.callbacks.Callback):
         self.batch_in_epoch += 1
         job = self.job
         if self.t_first is None:
-            self.t_first = now
+            self.t_first, self.t_first_wall = now, time.time()
             job.update(phase="training")
+            job.mark("training")
             self.record(now, logs)  # a first point at once (its speed includes tracing: not shown)
         else:
             self.images_after_first += self.batch_size
             self.t_last = now
             if now - self.last_record[3] >= RECORD_INTERVAL:
                 self.record(now, logs)
+            self.update_reserve(now)
         stop = job.should_stop()
         if stop or self.budget_over(now):
             self.model.stop_training = True
@@ -222,10 +296,12 @@ class JobCallback(keras.callbacks.Callback):
         }
         if self.pipes.val is not None and not self.job.should_stop():
             self.job.update(phase="validating")
+            self.job.mark("validating")
             val = self.model.evaluate(self.pipes.val, verbose=0, return_dict=True, callbacks=[EvalStopper(self.job)])
             if not self.job.should_stop():
                 entry.update(val_loss=_num(val.get("loss")), val_accuracy=_num(val.get("accuracy")))
             self.job.update(phase="training")
+            self.job.mark("training")
         improved = False
         if not self.job.should_stop():
             improved = self.watch(entry, now)
@@ -298,8 +374,8 @@ class JobCallback(keras.callbacks.Callback):
         progress = self.progress(now)
         elapsed = now - self.t_start
         eta = None
-        if self.seconds is not None:
-            eta = max(0.0, self.seconds - elapsed)
+        if self.deadline is not None:
+            eta = max(0.0, self.deadline - time.time())  # (to the result: the test set included)
         elif self.t_first is not None and self.total_steps and self.step > 1:
             per_step = (now - self.t_first) / (self.step - 1)
             eta = per_step * (self.total_steps - self.step)
@@ -370,6 +446,7 @@ def train(job: TrainJob) -> None:
     strategy = tf.distribute.MirroredStrategy() if len(devices) > 1 else tf.distribute.get_strategy()
     job.update(precision=precision, device="CPU" if not devices else ("GPU" if len(devices) == 1 else f"{len(devices)} GPUs"),
                phase="building the model")
+    job.mark("model")
     if job.should_stop():
         return
     with strategy.scope():
@@ -397,6 +474,7 @@ def train(job: TrainJob) -> None:
         return
     callback = JobCallback(job, pipes)
     job.update(phase="compiling (first batch)")
+    job.mark("first batch")
     epochs = (s.epochs if s.epochs is not None else -(-s.steps // pipes.steps_per_epoch) if s.steps is not None
               else 1_000_000)
     with bn_momentum(model, recipe.bn_momentum):
@@ -411,17 +489,23 @@ def train(job: TrainJob) -> None:
         job.update(restored_best=True)
     if recipe.recalibrate_bn and len(devices) <= 1:  # (an eager pass across mirrored replicas is not worth the risk)
         job.update(phase="recomputing BatchNorm statistics", eta=None)
+        job.mark("bn")
         started = time.perf_counter()
         recalibrate_batchnorm(model, pipes.train, batches=recipe.recalibrate_bn, should_stop=job.should_stop)
         job.update(finalize_seconds=time.perf_counter() - started)
     if job.should_stop() or not s.evaluate:
         return
-    job.update(phase="evaluating on the test set", eta=None)
-    evaluation = evaluate_model(model, pipes.test, data.y_test, tta=s.tta, should_stop=job.should_stop,
+    views = callback.views
+    if views is None:  # (not chosen while training: a budget in epochs or steps, or a very short one in seconds)
+        views = choose_views(None, 0.0, n_test=pipes.n_test, tta=bool(s.tta)) if s.seconds is None else 1
+    job.update(phase="evaluating on the test set", views=views, eta=None)
+    job.mark("evaluating")
+    evaluation = evaluate_model(model, pipes.test, data.y_test, views=views, should_stop=job.should_stop,
                                 classes=tuple(data.classes),
                                 progress=lambda f: job.update(phase=f"evaluating on the test set ({f:.0%})"))
     if evaluation is not None:
         job.update(evaluation=evaluation)
+    job.mark("hand-back")
 
 
 def _load_weights(job: TrainJob, model: Any) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 
 from explorer import guards
 from explorer.training.job import TrainJob
-from explorer.training.process import SYNC_INTERVAL, WorkerFailed, worker_main
+from explorer.training.process import SYNC_INTERVAL, WorkerFailed, job_spec, worker_main
 
 BACKEND_ENV = "EXPLORER_TRAIN_BACKEND"
 ADDRESS_ENV = "EXPLORER_RAY_ADDRESS"
@@ -323,7 +323,7 @@ def train_on_ray(job: TrainJob) -> None:
             job.update(queue_ahead=0)
         job.update(status="stopping" if job.should_stop() else "running", phase="starting the training on the cluster",
                    worker_pid=where["pid"])
-        spec = (job.config, None, job.settings, job.name, job.max_seconds, guards.train_nice())
+        spec = job_spec(job, None)  # (the data goes apart, through the object store)
         running = actor.run.remote(spec, _data_ref(ray, job.data))
         _relay(ray, job, actor, running, watch, (RayActorError, ActorUnavailableError, GetTimeoutError))
     except WorkerFailed:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any
 
@@ -10,6 +11,13 @@ if TYPE_CHECKING:
     from explorer.whiten import Whitening
 
 STATUSES = ("waiting", "running", "stopping", "done", "stopped", "failed")
+# The parts of a training's wall time, from the press to the result (`JobState.timings`), with their words.
+PARTS: dict[str, str] = {
+    "starting": "starting", "waiting": "waiting for a slot", "worker": "starting the worker",
+    "data": "preparing the data", "model": "building the model", "first batch": "compiling (first batch)",
+    "training": "training", "validating": "validating", "bn": "BatchNorm statistics",
+    "evaluating": "test set", "hand-back": "handing back the model",
+}
 ACTIVE = ("waiting", "running", "stopping")
 
 # How a field of a training process's report is taken into the server's job (`JobState.take`): "take" its value,
@@ -56,6 +64,15 @@ class JobState:
         queue_ahead: While waiting for a slot, how many trainings asked before this one and wait too.
         worker_pid: The training process, with worker="process".
         worker_peak_rss: Its peak resident memory in bytes (as last seen while it ran).
+        pressed: When Train was pressed (`time.time()`, one clock for the server and its workers): the budget in
+            seconds counts from here to the result.
+        timings: Seconds of wall time per part since the press (`PARTS`), in the order they came.
+        part: The part running now (None once ended); `part_since`: since when.
+        reserved: Seconds the training left at its end for what follows it (BN statistics, evaluation, hand-back),
+            as estimated from its own speed (a budget in seconds).
+        views: Test-time views the evaluation uses (1 = the image alone; `explorer.training.evaluation.TTA_VIEWS`).
+        budget_stop: Seconds from the press to the step at which the budget in seconds ended the training.
+        warm_worker: The training ran in a process started ahead of it (`explorer.training.process.WARM`).
     """
 
     status: str = field(default="waiting", metadata=KEEP)
@@ -90,10 +107,29 @@ class JobState:
     queue_ahead: int = field(default=0, metadata=KEEP)
     worker_pid: int | None = field(default=None, metadata=KEEP)
     worker_peak_rss: int | None = field(default=None, metadata=KEEP)
+    pressed: float = field(default=0.0, metadata=KEEP)
+    timings: dict[str, float] = field(default_factory=dict, metadata=TAKE)
+    part: str | None = field(default=None, metadata=TAKE)
+    part_since: float = field(default=0.0, metadata=TAKE)
+    reserved: float | None = field(default=None, metadata=TAKE)
+    views: int | None = field(default=None, metadata=TAKE)
+    budget_stop: float | None = field(default=None, metadata=TAKE)
+    warm_worker: bool = field(default=False, metadata=KEEP)
+
+    def mark(self, part: str | None, now: float) -> None:
+        """Close the running part at `now` (adding its seconds to `timings`) and open `part` (None: end)."""
+        if self.part is not None:
+            self.timings[self.part] = self.timings.get(self.part, 0.0) + max(0.0, now - self.part_since)
+        self.part, self.part_since = part, now
+
+    @property
+    def wall(self) -> float:
+        """Seconds from the press to now (or to the end, once ended)."""
+        return sum(self.timings.values()) + (0.0 if self.part is None else max(0.0, time.time() - self.part_since))
 
     def copy(self, *, batches_from: int = 0) -> JobState:
         """A copy to send or read elsewhere, with the per-batch records from `batches_from` on."""
-        return replace(self, batches=self.batches[batches_from:], epochs=list(self.epochs))
+        return replace(self, batches=self.batches[batches_from:], epochs=list(self.epochs), timings=dict(self.timings))
 
     def take(self, report: JobState) -> None:
         """Take a training process's report: its values, its new per-batch records, its stop reason only when this
@@ -131,6 +167,9 @@ class Snapshot:
     precision: str
     device: str
     queue_ahead: int = 0
+    timings: dict | None = None
+    wall: float = 0.0
+    views: int | None = None
 
     @property
     def active(self) -> bool:
@@ -145,4 +184,5 @@ class Snapshot:
                    eta=state.eta, images_per_second=state.images_per_second, epoch=state.epoch, steps=state.steps,
                    batches=list(state.batches), epochs=list(state.epochs), evaluation=state.evaluation,
                    error=state.error if state.status == "failed" else state.stop_reason, precision=state.precision,
-                   device=state.device, queue_ahead=state.queue_ahead)
+                   device=state.device, queue_ahead=state.queue_ahead, timings=dict(state.timings), wall=state.wall,
+                   views=state.views)

@@ -60,16 +60,42 @@ def test_the_training_step_is_traced_once(data, monkeypatch):
     assert len(traces) == 1
 
 
-def test_seconds_budget_ends_on_the_clock(data):
-    job = T.TrainJob(TINY, data, T.TrainSettings(seconds=6.0, batch_size=50, val_split=0.1, evaluate=False),
+def test_a_seconds_budget_is_wall_time_from_the_press_to_the_result(data):
+    budget = 10.0
+    job = T.TrainJob(TINY, data, T.TrainSettings(seconds=budget, batch_size=50, val_split=0.1),
                      slots=threading.Semaphore(1)).start()
-    assert job.join(60)
-    snap = job.poll()
-    assert snap.status == "done"
-    assert 6.0 <= job.train_seconds < 30.0  # the first batch (tracing) counts; a batch of this net is milliseconds
-    assert snap.progress == pytest.approx(1.0) and snap.steps < 500 * 18
+    assert job.join(90)
+    snap, r = job.poll(), job.result()
+    assert snap.status == "done" and r["test_images"] == 200
+    parts = r["timings"]
+    assert list(parts)[:2] == ["starting", "waiting"] and list(parts)[-1] == "hand-back"
+    for part in ("data", "model", "first batch", "training", "bn", "evaluating"):
+        assert part in parts, part
+    assert set(parts) <= set(T.PARTS)
+    # every second from the press to the end is in exactly one part
+    assert sum(parts.values()) == pytest.approx(r["wall_seconds"], abs=0.01)
+    assert r["wall_seconds"] == pytest.approx(job.state.part_since - job.state.pressed, abs=0.01)
+    # the training stopped when what follows it, as estimated from its own speed, just fitted in the budget ...
+    assert r["reserved_seconds"] > 0
+    assert r["budget_stop_seconds"] + r["reserved_seconds"] == pytest.approx(budget, abs=0.5)
+    after = sum(v for k, v in parts.items() if k in ("bn", "evaluating", "hand-back"))
+    assert after > 0
+    # ... so the result came within the budget, give or take the estimate's error (small for this tiny network)
+    assert r["wall_seconds"] <= budget + 3.0
+    assert r["test_views"] == job.state.views and r["test_view_names"][0] == "image"  # (200 images: cheap views)
     peak = T.RECIPES["short"].peak_lr
     assert snap.batches[-1]["lr"] < 0.3 * peak  # the one-cycle schedule ran down with the clock
+
+
+def test_test_time_views_are_chosen_by_what_they_cost_in_the_budget():
+    from explorer.training.loop import after_training, choose_views
+
+    # at 500 training img/s a view of 10,000 test images costs ~6.7 s: the budget's tenth pays for 1, 2 or 4 views
+    assert [choose_views(b, 500.0, n_test=10_000, tta=True) for b in (30, 90, 180, 300)] == [1, 1, 2, 4]
+    assert choose_views(30, 500.0, n_test=10_000, tta=False) == 1
+    assert choose_views(None, 500.0, n_test=10_000, tta=True) == 4  # (a budget in epochs or steps: all views)
+    one, four = (after_training(500.0, views=v, test_images=10_000, bn_images=1024) for v in (1, 4))
+    assert 0 < one < four and after_training(1000.0, views=1, test_images=10_000, bn_images=1024) < one
 
 
 def test_a_steps_budget_trains_exactly_that_many_steps_across_epochs(data):
