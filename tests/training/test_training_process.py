@@ -184,3 +184,39 @@ def test_the_training_process_does_not_run_the_app_page_first(data, tmp_path, mo
     assert job.join(180)
     assert job.status == "done", job.error
     assert not marker.exists()
+
+
+def test_a_warm_worker_has_read_the_data_and_takes_the_next_job_then_another_warms_up(data, monkeypatch):
+    from explorer.training.process import WARM, data_key
+
+    monkeypatch.setenv("EXPLORER_WARM_WORKERS", "1")
+    assert data_key(data) is not None  # (CIFAR-10 read from disk: a worker can read it itself)
+    WARM.prepare(data)
+    try:
+        warm = WARM.ready
+        assert len(warm) == 1
+        job = process_job(data, T.TrainSettings(steps=8, batch_size=50, val_split=0.0))
+        assert job.join(180)
+        snap, r = job.poll(), job.result()
+        assert snap.status == "done", (snap.error, job.traceback)
+        assert r["warm_worker"] and job.worker_pid == warm[0]
+        assert r["test_images"] == 200 and r["train_images"] == 1000  # the worker's own reading of the same folder
+        probs = inference.probabilities(job.model, data.x_test)
+        assert (probs.argmax(1) == snap.evaluation.predictions).mean() > 0.9
+        assert "worker" in r["timings"] and sum(r["timings"].values()) == pytest.approx(r["wall_seconds"], abs=0.01)
+        wait_for(lambda: gone(warm[0]), 30)  # one job per process: its memory goes back
+        wait_for(lambda: len(WARM.ready) == 1, 30)
+        assert WARM.ready[0] != warm[0]  # the next one warms up for the next press
+        other = T.TrainJob(TINY, small_cifar_copy(data), T.TrainSettings(steps=2, batch_size=50, val_split=0.0,
+                           evaluate=False), slots=threading.Semaphore(1), worker="process").start()
+        assert other.join(180) and other.status == "done" and not other.result()["warm_worker"]  # other data: cold
+    finally:
+        WARM.close()
+    assert WARM.ready == []
+
+
+def small_cifar_copy(data):
+    """The same images held in memory only (no folder a worker could read)."""
+    from dataclasses import replace
+
+    return replace(data, path=None)

@@ -113,6 +113,8 @@ def render_train_tab(config: ResNetConfig, ag: AnnotatedGraph) -> None:
         line, bad = source_line(data_dir)
         (st.error if bad else st.caption)(line)
         memory_line(plan)
+        if not bad and "download" not in line:
+            _warm_up(data_dir)
 
     job = current_job()
     if job is not None and not job.active:
@@ -138,6 +140,19 @@ def render_train_tab(config: ResNetConfig, ag: AnnotatedGraph) -> None:
         status_line(job)
         evaluation(job)
         render_predict_expander(job)
+
+
+def _warm_up(data_dir: str) -> None:
+    """Have a training process ready before Train is pressed (TensorFlow imported, this CIFAR-10 read): the first
+    curve then comes seconds after the press (`explorer.training.process.WARM`; none with the thread or Ray worker)."""
+    if guards.train_worker() != "process":
+        return
+    from explorer.training.process import WARM
+
+    try:
+        WARM.prepare(shared_cifar10(cifar_dir(data_dir), os.environ.get(ENV_VAR, "")))
+    except (DataError, OSError):  # (the Train button reports it, in words)
+        return
 
 
 def _run_name(config: ResNetConfig, settings: TrainSettings) -> str:

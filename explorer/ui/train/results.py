@@ -7,7 +7,8 @@ import streamlit as st
 
 from explorer import charts, fmt
 from explorer.training import RunPlan, TrainJob, history_csv, history_html
-from explorer.ui.train.live import fmt_seconds
+from explorer.training.evaluation import VIEW_NAMES
+from explorer.ui.train.live import fmt_seconds, where_the_seconds_went
 
 GRID_IMAGES = 24
 
@@ -57,13 +58,21 @@ def evaluation(job: TrainJob) -> None:
     result = job.result()
     cols = st.columns(5)
     on = _on(job)
-    cols[0].metric(f"{on} accuracy", f"{ev.test_accuracy:.1%}",
-                   help=f"{ev.test_images:,} {on.lower()} images" + (" · each averaged over 4 views: itself, its mirror, both moved a pixel (TTA)" if ev.tta else ""))
+    views = ev.views
+    seen = (f" · each averaged over {views} views: {', '.join(VIEW_NAMES[:views])}" if views > 1
+            else " · each seen once (no test-time views: a short budget spends its seconds on training)")
+    cols[0].metric(f"{on} accuracy", f"{ev.test_accuracy:.1%}", help=f"{ev.test_images:,} {on.lower()} images{seen}")
     cols[1].metric(f"{on} loss", f"{ev.test_loss:.3f}")
-    cols[2].metric("Training time", fmt_seconds(result["train_seconds"]))
+    budget = job.settings.seconds
+    cols[2].metric("Train → result", fmt_seconds(result["wall_seconds"]),
+                   help=(f"of a {budget:g}-s budget; " if budget is not None else "")
+                   + f"{fmt_seconds(result['train_seconds'])} of it training")
     ips = result["train_images_per_second"]
     cols[3].metric("Images / s", f"{ips:,.0f}" if ips else "—", help=f"{job.precision} on {job.device}")
     cols[4].metric("Epochs", f"{result['epochs_fractional']:.2f}")
+    budget_words = f" (budget {budget:g} s)" if budget is not None else ""
+    st.caption(f":material/timer: **{result['wall_seconds']:.1f} s from Train to this result**{budget_words}: "
+               + where_the_seconds_went(result["timings"], views=views) + ".")
     left, right = st.columns([1.1, 1])
     left.plotly_chart(charts.confusion_matrix(ev.confusion, classes=ev.classes), key="train_confusion",
                       config={"displaylogo": False})
