@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -342,7 +343,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     config, ag = plan.config, plan.graph
     _start_tensorflow(args)
     job = training.TrainJob(config, data, settings, idle_timeout=None, name=f"depth-{config.resolved_depth}",
-                            worker=worker)
+                            worker=worker, pressed=command_started())
     r = job.settings  # with the batch fitted to the data read
     if job.batch_notice:
         print(f"note: {job.batch_notice}", file=sys.stderr)
@@ -368,6 +369,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(result["stop_reason"], file=sys.stderr)
     for e in job.poll().epochs[shown_epochs:]:
         print(f"epoch {e['epoch']} ({e['fraction']:.0%}) at {e['seconds']:.0f}s: loss {e['loss']:.3f}", file=sys.stderr)
+    if result["status"] == "done":
+        budget = f" (budget {r.seconds:g} s)" if r.seconds is not None else ""
+        print(f"{result['wall_seconds']:.1f} s from the command to the result{budget}: "
+              f"{training.timings_text(result['timings'], views=result.get('test_views'))}", file=sys.stderr)
     if result["status"] == "failed":
         print(f"python -m explorer: error: training failed: {result['error']}", file=sys.stderr)
         return 1
@@ -380,6 +385,20 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         print(f"{result['status']}: {result['stop_reason']}")
     return EXIT_OK if result["status"] == "done" else 1
+
+
+def command_started() -> float:
+    """When this command started (`time.time()`): a budget in seconds counts from there, Python's and TensorFlow's
+    start included (Linux: the process's start time; elsewhere: now)."""
+    try:
+        with open("/proc/self/stat", encoding="ascii") as fh:
+            ticks = int(fh.read().rsplit(") ", 1)[1].split()[19])
+        with open("/proc/stat", encoding="ascii") as fh:
+            boot = next(int(line.split()[1]) for line in fh if line.startswith("btime "))
+        started = boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return time.time()
+    return started if 0 <= time.time() - started < 3600 else time.time()
 
 
 def _backend_worker(args: argparse.Namespace) -> str:

@@ -15,7 +15,6 @@ import os
 from typing import Any
 
 from explorer.training.evaluation import TTA_VIEWS, Evaluation, evaluate_model, evaluate_predictions, tta_view
-from explorer.training.state import PARTS
 from explorer.training.history import RunRecord, history_csv, history_figure, history_html, save_history
 from explorer.training.job import (
     ACTIVE,
@@ -47,6 +46,7 @@ from explorer.training.prepare import (
 )
 from explorer.training.process import STOP_GRACE, SYNC_INTERVAL, WorkerFailed
 from explorer.training.recipes import DEFAULT_RECIPE, RECIPES, Recipe, TrainSettings
+from explorer.training.state import PARTS, timings_text
 
 # TensorFlow enables its oneDNN kernels by default only on CPUs with AVX-512/AMX; on others (e.g. AMD
 # Zen 3 with AVX2) they train ResNet-20 faster too (see benchmarks/bench_training.py). Read once, when
@@ -63,7 +63,7 @@ _LAZY = {name: module for module, names in _KERAS_SIDE.items() for name in names
 
 __all__ = [
     "ACTIVE", "CIFAR_INPUT", "DEFAULT_IDLE_TIMEOUT", "DEFAULT_RECIPE", "MAX_TRAININGS_ENV", "RECIPES", "SLOTS",
-    "PARTS", "STATUSES", "STOP_GRACE", "SYNC_INTERVAL", "TTA_VIEWS", "Evaluation", "FairSlots", "JobBusy", "JobState", "Recipe",
+    "PARTS", "STATUSES", "timings_text", "STOP_GRACE", "SYNC_INTERVAL", "TTA_VIEWS", "Evaluation", "FairSlots", "JobBusy", "JobState", "Recipe",
     "RunPlan", "RunRecord", "Snapshot", "TrainJob", "TrainSettings", "WorkerFailed", "adapt_for_cifar",
     "adapt_for_data", "check_weights", "cifar_mismatch", "data_mismatch", "evaluate_model", "evaluate_predictions", "fit_batch",
     "history_csv", "history_figure", "history_html", "max_concurrent", "memory_estimate", "prepare_run",

@@ -123,16 +123,16 @@ class L2SGD(keras.optimizers.SGD):
 PREDICT_SPEED = 3.0
 BN_SPEED = 0.8
 FIXED_AFTER = 1.5  # tracing the prediction step, saving the model and handing it back
+MIN_TRAINING = 0.5  # the least share of a seconds budget (after the first batch) that goes to training
 BN_SHARE = 0.05  # BN statistics are recomputed when they cost at most this share of the budget
 EVAL_SHARE = 0.1  # test-time views beyond the image itself are used while they cost at most this share of the budget
 
 
-def after_training(images_per_second: float, *, views: int, test_images: int, bn_images: int,
-                   val_images: int = 0) -> float:
+def after_training(images_per_second: float, *, views: int, test_images: int, bn_images: int) -> float:
     """Estimated seconds from the end of the training to the result, at a training speed of `images_per_second`."""
     if images_per_second <= 0:
         return FIXED_AFTER
-    predict = (views * test_images + val_images) / (PREDICT_SPEED * images_per_second)
+    predict = views * test_images / (PREDICT_SPEED * images_per_second)
     return FIXED_AFTER + predict + bn_images / (BN_SPEED * images_per_second)
 
 
@@ -167,8 +167,8 @@ class JobCallback(keras.callbacks.Callback):
         # follows it (BN statistics, the test set, the hand-back), estimated from its own speed (`after_training`).
         self.deadline = None if s.seconds is None else job.state.pressed + s.seconds
         self.n_test = pipes.n_test if s.evaluate else 0
-        self.n_val = pipes.n_val if pipes.val is not None else 0  # (the last, partial epoch is validated after it)
-        self.bn_images = job.recipe.recalibrate_bn * pipes.batch_size if job.recipe.recalibrate_bn else 0
+        self.bn_wanted = job.recipe.recalibrate_bn * pipes.batch_size if job.recipe.recalibrate_bn else 0
+        self.bn_images = self.bn_wanted
         self.views: int | None = None  # test-time views, chosen once the speed is known
         self.reserve = 0.0
         self.t_first_wall = 0.0
@@ -213,7 +213,7 @@ class JobCallback(keras.callbacks.Callback):
         if self.deadline is None:  # (an epoch budget ended by the server's limit: progress by epochs)
             return self.step / max(1, self.steps_per_epoch * (self.job.settings.epochs or 1))
         wall = time.time()
-        return min(1.0, (wall - self.t_first_wall) / max(self.deadline - self.reserve - self.t_first_wall, 1e-6))
+        return min(1.0, (wall - self.t_first_wall) / max(self.training_end() - self.t_first_wall, 1e-6))
 
     def steady_speed(self, now: float) -> float | None:
         """Training images per second since the first (tracing) batch; None before a few batches."""
@@ -226,17 +226,21 @@ class JobCallback(keras.callbacks.Callback):
         ips = self.steady_speed(now)
         if ips is None or self.deadline is None:
             return
-        if self.views is None and self.step >= 8:
-            budget = self.job.settings.seconds
-            self.views = choose_views(budget, ips, n_test=self.n_test, tta=bool(self.job.settings.tta))
-            # exact BN statistics gained 0.2-0.3 points after the short recipe's BN momentum of 0.9: worth a
-            # twentieth of the budget, not more (docs/training.md)
-            if self.bn_images and self.bn_images / (BN_SPEED * ips) > BN_SHARE * budget:
-                self.bn_images = 0
-            self.job.update(views=self.views)
-        self.reserve = after_training(ips, views=self.views or 1, test_images=self.n_test, bn_images=self.bn_images,
-                                      val_images=self.n_val)
-        self.job.update(reserved=self.reserve)
+        budget = self.job.settings.seconds
+        self.views = choose_views(budget, ips, n_test=self.n_test, tta=bool(self.job.settings.tta))
+        # exact BN statistics gained 0.2-0.3 points after the short recipe's BN momentum of 0.9: worth a
+        # twentieth of the budget, not more (docs/training.md)
+        self.bn_images = self.bn_wanted if self.bn_wanted / (BN_SPEED * ips) <= BN_SHARE * budget else 0
+        self.reserve = after_training(ips, views=self.views, test_images=self.n_test, bn_images=self.bn_images)
+        self.job.update(reserved=self.reserve, views=self.views)
+
+    def training_end(self) -> float:
+        """When (wall clock) a budget in seconds ends the training: early enough for what follows it, but never
+        before MIN_TRAINING of the time from the first batch to the budget's end (a busy machine then overruns the
+        budget, and says so, rather than train nothing)."""
+        assert self.deadline is not None
+        floor = self.t_first_wall + MIN_TRAINING * (self.deadline - self.t_first_wall)
+        return max(self.deadline - self.reserve, floor)
 
     def budget_over(self, now: float) -> bool:
         if self.job.max_seconds is not None and now - self.t_start >= self.job.max_seconds:
@@ -247,7 +251,7 @@ class JobCallback(keras.callbacks.Callback):
         if self.deadline is None:
             return False
         now_wall = time.time()
-        if now_wall < self.deadline - self.reserve:
+        if now_wall < self.training_end():
             return False
         self.job.update(budget_stop=now_wall - self.job.state.pressed)
         return True
@@ -300,7 +304,10 @@ class JobCallback(keras.callbacks.Callback):
             "loss": _num(logs.get("loss")), "accuracy": _num(logs.get("accuracy")),
             "val_loss": None, "val_accuracy": None, "best": False, "lr_reduced_to": None,
         }
-        if self.pipes.val is not None and not self.job.should_stop():
+        # (a budget in seconds does not validate the partial epoch it ends in: that pass would come out of its
+        # seconds; the test set is evaluated right after)
+        last_partial = self.deadline is not None and self.model.stop_training and self.batch_in_epoch < self.steps_per_epoch
+        if self.pipes.val is not None and not self.job.should_stop() and not last_partial:
             self.job.update(phase="validating")
             self.job.mark("validating")
             val = self.model.evaluate(self.pipes.val, verbose=0, return_dict=True, callbacks=[EvalStopper(self.job)])

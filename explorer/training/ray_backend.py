@@ -19,7 +19,6 @@ import threading
 import time
 from typing import Any
 
-from explorer import guards
 from explorer.training.job import TrainJob
 from explorer.training.process import SYNC_INTERVAL, WorkerFailed, job_spec, worker_main
 

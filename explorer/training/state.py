@@ -25,6 +25,22 @@ ACTIVE = ("waiting", "running", "stopping")
 TAKE, APPEND, KEEP, GIVEN = ({"report": kind} for kind in ("take", "append", "keep", "given"))
 
 
+def timings_text(timings: dict[str, float], *, views: int | None = None, running: str | None = None) -> str:
+    """The parts of a training's wall time in words, e.g. "starting the worker 0.3 s · … · test set (1 view) 4.9 s";
+    `running`: the part under way, shown last with "…"."""
+    words = []
+    for part, seconds in timings.items():
+        if part == running or (seconds < 0.05 and part in ("starting", "waiting")):
+            continue
+        label = PARTS.get(part, part)
+        if part == "evaluating" and views:
+            label += f" ({views} view{'s' if views != 1 else ''})"
+        words.append(f"{label} {seconds:.1f} s")
+    if running is not None:
+        words.append(f"{PARTS.get(running, running)} …")
+    return " · ".join(words)
+
+
 @dataclass(kw_only=True, slots=True)
 class JobState:
     """Everything about a training that changes while it runs: what a worker reports and what a poll reads.

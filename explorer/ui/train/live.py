@@ -11,7 +11,7 @@ from typing import Any
 import streamlit as st
 
 from explorer import charts
-from explorer.training import PARTS, RunRecord, TrainJob, max_concurrent
+from explorer.training import RunRecord, TrainJob, max_concurrent, timings_text
 from explorer.ui import session
 
 
@@ -26,22 +26,6 @@ def fmt_seconds(seconds: float | None) -> str:
         return "—"
     seconds = int(round(seconds))
     return f"{seconds // 60}:{seconds % 60:02d}" if seconds >= 60 else f"{seconds} s"
-
-
-def where_the_seconds_went(timings: dict[str, float], *, views: int | None = None, running: str | None = None) -> str:
-    """The parts of a training's wall time in words, e.g. "starting the worker 0.3 s · … · test set (1 view) 4.9 s";
-    `running`: the part under way, shown last with "…"."""
-    words = []
-    for part, seconds in timings.items():
-        if part == running or (seconds < 0.05 and part in ("starting", "waiting")):
-            continue
-        label = PARTS.get(part, part)
-        if part == "evaluating" and views:
-            label += f" ({views} view{'s' if views != 1 else ''})"
-        words.append(f"{label} {seconds:.1f} s")
-    if running is not None:
-        words.append(f"{PARTS.get(running, running)} …")
-    return " · ".join(words)
 
 
 def record_finished(job: TrainJob) -> None:
@@ -87,7 +71,7 @@ def live_panel(drawn_active: bool = False) -> None:
                         config={"displaylogo": False})
     elif snap.active and snap.status != "waiting":
         running = job.state.part
-        done = where_the_seconds_went(snap.timings or {}, running=running)
+        done = timings_text(snap.timings or {}, running=running)
         st.caption(f"{done}. The first batch compiles the network; the curves start after it.")
     if not snap.active:
         if st.session_state.get(session.RECORDED) != id(job):

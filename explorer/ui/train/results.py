@@ -6,9 +6,9 @@ import numpy as np
 import streamlit as st
 
 from explorer import charts, fmt
-from explorer.training import RunPlan, TrainJob, history_csv, history_html
+from explorer.training import RunPlan, TrainJob, history_csv, history_html, timings_text
 from explorer.training.evaluation import VIEW_NAMES
-from explorer.ui.train.live import fmt_seconds, where_the_seconds_went
+from explorer.ui.train.live import fmt_seconds
 
 GRID_IMAGES = 24
 
@@ -72,7 +72,7 @@ def evaluation(job: TrainJob) -> None:
     cols[4].metric("Epochs", f"{result['epochs_fractional']:.2f}")
     budget_words = f" (budget {budget:g} s)" if budget is not None else ""
     st.caption(f":material/timer: **{result['wall_seconds']:.1f} s from Train to this result**{budget_words}: "
-               + where_the_seconds_went(result["timings"], views=views) + ".")
+               + timings_text(result["timings"], views=views) + ".")
     left, right = st.columns([1.1, 1])
     left.plotly_chart(charts.confusion_matrix(ev.confusion, classes=ev.classes), key="train_confusion",
                       config={"displaylogo": False})
