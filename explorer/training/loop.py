@@ -120,9 +120,9 @@ class L2SGD(keras.optimizers.SGD):
 # alike): images predicted per second per training image per second — one test view in inference (batch 500,
 # BN fused), one BN-statistics image (a training-mode forward pass, eager) — and seconds that do not scale.
 # Measured on the 2-core machine in docs/training.md ("Where the seconds go").
-PREDICT_SPEED = 3.0
+PREDICT_SPEED = 3.3
 BN_SPEED = 0.8
-FIXED_AFTER = 1.5  # tracing the prediction step, saving the model and handing it back
+FIXED_AFTER = 1.0  # tracing the prediction step, saving the model and handing it back
 MIN_TRAINING = 0.5  # the least share of a seconds budget (after the first batch) that goes to training
 BN_SHARE = 0.05  # BN statistics are recomputed when they cost at most this share of the budget
 EVAL_SHARE = 0.1  # test-time views beyond the image itself are used while they cost at most this share of the budget

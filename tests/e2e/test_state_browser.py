@@ -32,13 +32,13 @@ def test_expand_and_seconds_of_training_survive_other_tabs(page, app_url):
     assert page.get_by_role("combobox", name="Expand").input_value() == "stage2"
 
     open_tab(page, "Train")
-    seconds = page.get_by_role("spinbutton", name="Seconds of training")
+    seconds = page.get_by_role("spinbutton", name="Seconds, Train → result")
     seconds.fill("30")
     seconds.press("Enter")
     settle(page)
     open_tab(page, "Compare")
     open_tab(page, "Train")
-    assert page.get_by_role("spinbutton", name="Seconds of training").input_value() == "30"
+    assert page.get_by_role("spinbutton", name="Seconds, Train → result").input_value() == "30"
     batch = page.get_by_role("combobox", name="Batch size")
     batch.click()
     page.get_by_role("option", name="256", exact=True).click()
@@ -46,4 +46,4 @@ def test_expand_and_seconds_of_training_survive_other_tabs(page, app_url):
     open_tab(page, "Lessons")
     open_tab(page, "Train")
     assert page.get_by_role("combobox", name="Batch size").input_value() == "256"
-    assert page.get_by_role("spinbutton", name="Seconds of training").input_value() == "30"
+    assert page.get_by_role("spinbutton", name="Seconds, Train → result").input_value() == "30"

@@ -63,11 +63,14 @@ def controls() -> tuple[TrainSettings, str]:
         st.caption(RECIPES[recipe].description)
     with middle:
         kind = st.radio("Budget", ("seconds", "epochs"), key=BUDGET_KIND, horizontal=True,
-                        help="A time budget ends on the clock; the learning-rate schedule follows the clock.")
+                        help="Seconds: the whole wait from Train to the test accuracy on screen — starting, "
+                             "training, BatchNorm statistics and the test set all come out of it; the learning-rate "
+                             "schedule follows the clock. Epochs: a fixed amount of training (the wait is reported).")
         if kind == "seconds":
             limit = int(guards.max_train_seconds() or 3600)
-            st.number_input("Seconds of training", min_value=5, max_value=limit, step=15, key=SECONDS,
-                            help=f"At most {limit:,} s per training on this server.")
+            st.number_input("Seconds, Train → result", min_value=5, max_value=limit, step=15, key=SECONDS,
+                            help=f"At most {limit:,} s per training on this server. Under ~20 s little time is "
+                                 "left for training once the network is compiled and the test set evaluated.")
         else:
             st.number_input("Epochs", min_value=1, max_value=500, step=1, key=EPOCHS)
         st.select_slider("Training images", SUBSETS, key=SUBSET,
