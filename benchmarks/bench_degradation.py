@@ -103,6 +103,9 @@ def main() -> None:
         if args.test:
             line += f"  {tests[r.name]:.1%}" if tests[r.name] is not None else "  -"
         print(line)
+    for name, snap in lesson.poll():
+        if snap is None or snap.status == "failed" or not snap.batches:
+            print(f"{name:<10} {'not started' if snap is None else snap.status}: {'' if snap is None else snap.error}")
     print(f"wall {wall:.0f} s for all four (load {os.getloadavg()[0]:.2f})")
     for sentence in D.verdict(results):
         print("·", sentence.replace("**", "").replace("*", ""))

@@ -42,7 +42,7 @@ def lesson_networks(widths: tuple[int, ...] | None = DEFAULT_WIDTHS) -> tuple[tu
         for depth in (20, 56):
             config = PRESETS[f"resnet{depth}"].config
             if widths is not None:
-                config = config.replace(widths=tuple(widths))
+                config = config.replace(filters=widths[0], widths=tuple(widths))  # the stem as wide as stage 1
             if shortcut is not None:
                 config = config.replace(shortcut=shortcut)
             nets.append((f"{kind}-{depth}", config))

@@ -34,6 +34,10 @@ def test_the_lesson_networks():
     assert depths == {"plain-20": 20, "plain-56": 56, "resnet-20": 20, "resnet-56": 56}
     assert [c.shortcut for _, c in NETWORKS] == ["none", "none", "A", "A"]
     assert all(c.widths == DEFAULT_WIDTHS for _, c in NETWORKS)
+    from explorer.annotate import build
+
+    assert all(not build(c).errors for _, c in NETWORKS)  # (the stem follows the widths: shortcut A never shrinks)
+    assert all(not build(c).errors for _, c in lesson_networks((4, 8, 16)))
     paper = dict(lesson_networks(None))
     assert paper["resnet-56"].widths is None and [w for w, _ in paper["resnet-56"].stage_widths()] == [16, 32, 64]
 
