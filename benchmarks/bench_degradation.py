@@ -2,7 +2,7 @@
 throughput and the wall time of the whole lesson.
 
     .venv/bin/python benchmarks/bench_degradation.py --data-dir /tmp/cifar10 [--steps 600] [--subset 2000]
-        [--batch-size 64] [--widths 8,16,32] [--in-turn] [--worker process] [--test]
+        [--batch-size 64] [--widths 8,16,32] [--in-turn] [--worker process] [--test] [--html FILE]
 
 Runs `explorer.degradation.DegradationLesson` with the app's defaults (override any of them) on the app's training
 worker (default "process": one spawned process per network, as the server does), polling it like the page does.
@@ -60,6 +60,7 @@ def main() -> None:
     p.add_argument("--worker", choices=("process", "thread", "ray"), default="process")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--test", action="store_true", help="also evaluate each final model on the test set (afterwards)")
+    p.add_argument("--html", metavar="FILE", help="also write the lesson's chart (training error and loss against steps)")
     args = p.parse_args()
     parallel = not args.in_turn
 
@@ -107,6 +108,14 @@ def main() -> None:
         if snap is None or snap.status == "failed" or not snap.batches:
             print(f"{name:<10} {'not started' if snap is None else snap.status}: {'' if snap is None else snap.error}")
     print(f"wall {wall:.0f} s for all four (load {os.getloadavg()[0]:.2f})")
+    if args.html:
+        from explorer.teaching_charts import degradation_figure
+
+        configs = dict(lesson.networks)
+        series = [(n, configs[n].resolved_depth, configs[n].shortcut == "none", snap.batches)
+                  for n, snap in lesson.poll() if snap is not None and snap.batches]
+        degradation_figure(series).write_html(args.html, include_plotlyjs="cdn")
+        print(f"chart: {args.html}")
     for sentence in D.verdict(results):
         print("·", sentence.replace("**", "").replace("*", ""))
     print(json.dumps({

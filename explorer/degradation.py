@@ -8,9 +8,9 @@ training error (it is harder to optimise, not overfitting), a deeper residual on
 of each is measured once, on the whole training subset in inference mode (the trainer's final evaluation is pointed at
 the training subset; the test set is not evaluated, to keep the lesson within a few minutes).
 
-On Ray the four run at once (the cluster queues what does not fit). On the server's own processes they run at once
-too, each within the server's training slots (`EXPLORER_MAX_TRAININGS`): on a 2-core machine that costs about the
-same wall time as one after another and shows the four curves growing together (docs/training.md measures it).
+On Ray the four run at once (the cluster queues what does not fit). On the server's own processes they start at once
+too, each within the server's training slots (`EXPLORER_MAX_TRAININGS`; with one slot they run in turn): four
+processes share the same cores, and the four curves grow together (docs/training.md, "The degradation lesson").
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from explorer.training import TrainJob, TrainSettings
 DEFAULT_WIDTHS = (8, 16, 32)  # half the paper's 16/32/64: ~4× fewer MACs, the same depths
 DEFAULT_SUBSET = 2_000  # training images (class-balanced), fitted for many epochs
 DEFAULT_BATCH = 64
-DEFAULT_STEPS = 600
+DEFAULT_STEPS = 500
 TAIL = 0.1  # the fraction of last steps whose mean training error is shown beside the final evaluation
 
 

@@ -198,7 +198,7 @@ def _anatomy(config: ResNetConfig) -> None:
 
 LESSON, LESSON_RECORDED, LESSON_ERROR = session.LESSON, session.LESSON_RECORDED, session.LESSON_ERROR
 LESSON_STEPS, LESSON_SUBSET = "lesson_steps", "lesson_subset"
-STEP_OPTIONS = (200, 400, 600, 1000, 1500)
+STEP_OPTIONS = (200, 300, 500, 800, 1200)
 SUBSET_OPTIONS = (1_000, 2_000, 5_000, 10_000)
 
 
