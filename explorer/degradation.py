@@ -28,7 +28,7 @@ from explorer.training import TrainJob, TrainSettings
 
 # Chosen by measurement on real CIFAR-10, on a 2-core CPU (docs/training.md, "The degradation lesson").
 DEFAULT_WIDTHS = (8, 16, 32)  # half the paper's 16/32/64: ~4× fewer MACs, the same depths
-DEFAULT_SUBSET = 2_000  # training images (class-balanced), fitted for many epochs
+DEFAULT_SUBSET = 1_000  # training images (class-balanced), fitted for many epochs
 DEFAULT_BATCH = 64
 DEFAULT_STEPS = 500
 TAIL = 0.1  # the fraction of last steps whose mean training error is shown beside the final evaluation
