@@ -107,3 +107,44 @@ def receptive_field_figure(image: np.ndarray, box: tuple[int, int, int, int], *,
     fig.update_layout(title={"text": title, "font": {"size": 15}}, height=420, width=420, template="plotly_white",
                       margin={"l": 10, "r": 10, "t": 50, "b": 10})
     return fig
+
+
+DEGRADATION_COLOURS = {20: "#1f6feb", 56: "#d1242f"}  # by depth; plain dashed, residual solid
+
+
+def degradation_figure(series: list[tuple[str, int, bool, list[dict]]], *, smoothing: float = 0.6,
+                       height: int = 460) -> go.Figure:
+    """He et al. 2015 Figure 1 for one run: training error (left) and training loss (right) against steps, one curve
+    per network; colour = depth, dashed = plain, solid = residual; big type and thick lines for a projector.
+
+    Args:
+        series: (name, depth, plain, batch records) per network; a record has "step", "accuracy" and "loss".
+        smoothing: Weight of the exponential moving average drawn (`explorer.charts.smooth`; 0 = raw).
+        height: Pixels.
+    """
+    from explorer.charts import smooth
+
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1,
+                        subplot_titles=("training error (%)", "training loss"))
+    palette = iter(("#1a7f37", "#8250df", "#bf8700", "#57606a"))
+    colours: dict[int, str] = {}
+    for name, depth, plain, batches in series:
+        records = [b for b in batches if b.get("step") is not None and b.get("accuracy") is not None]
+        colour = colours.setdefault(depth, DEGRADATION_COLOURS.get(depth) or next(palette, "#57606a"))
+        line = {"color": colour, "dash": "dash" if plain else "solid", "width": 4}
+        steps = [b["step"] for b in records]
+        error = smooth([100.0 * (1.0 - b["accuracy"]) for b in records], weight=smoothing)
+        loss = smooth([b.get("loss") for b in records], weight=smoothing)
+        fig.add_trace(go.Scatter(x=steps, y=error, mode="lines", name=name, legendgroup=name, line=line,
+                                 hovertemplate="step %{x}<br>training error %{y:.1f} %<extra>" + name + "</extra>"),
+                      row=1, col=1)
+        fig.add_trace(go.Scatter(x=steps, y=loss, mode="lines", name=name, legendgroup=name, showlegend=False,
+                                 line=line, hovertemplate="step %{x}<br>loss %{y:.3f}<extra>" + name + "</extra>"),
+                      row=1, col=2)
+    for col in (1, 2):
+        fig.update_xaxes(title_text="iterations (training steps)", row=1, col=col)
+    fig.update_layout(template="plotly_white", font={**FONT, "size": 18}, height=height,
+                      margin={"l": 60, "r": 20, "t": 50, "b": 60},
+                      legend={"orientation": "h", "y": -0.25, "font": {"size": 18}})
+    fig.update_annotations(font_size=19)
+    return fig

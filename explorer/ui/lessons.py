@@ -197,33 +197,42 @@ def _anatomy(config: ResNetConfig) -> None:
 
 
 LESSON, LESSON_RECORDED, LESSON_ERROR = session.LESSON, session.LESSON_RECORDED, session.LESSON_ERROR
-LESSON_SECONDS, LESSON_SUBSET = "lesson_seconds", "lesson_subset"
+LESSON_STEPS, LESSON_SUBSET = "lesson_steps", "lesson_subset"
+STEP_OPTIONS = (200, 300, 500, 800, 1200)
+SUBSET_OPTIONS = (1_000, 2_000, 5_000, 10_000)
 
 
 def _degradation() -> None:
+    from explorer import degradation as D
+
+    widths = "/".join(map(str, D.DEFAULT_WIDTHS))
     st.caption(
-        "He et al. (2015) found that a deeper *plain* network trains **worse** than a shallower one — not from "
-        "overfitting, but because it is harder to optimise — while residual networks get better with depth. "
-        "This trains plain-20, plain-56, ResNet-20 and ResNet-56 for the same short budget each (one after "
-        "another here, all at once on a Ray cluster) and overlays their curves. A few minutes on a CPU is far from the paper's 64k iterations: "
-        "whatever the curves show here is what this budget shows."
+        "He et al. (2015), Figure 1: a deeper *plain* network reaches a **higher training error** than a shallower "
+        "one — not overfitting (it fits its own training images worse), but because it is harder to optimise — "
+        "while a deeper *residual* network trains at least as well as the shallower one. This trains plain-20, "
+        "plain-56, ResNet-20 and ResNet-56 for the **same number of steps** on the same small training subset "
+        f"(several epochs of it; widths {widths}, half the paper's, to fit in a few minutes on a CPU) and draws "
+        "their training error against steps. At the end each final network is evaluated once on the whole "
+        "training subset in inference mode; that is the training error compared. The test set is not evaluated "
+        "(it would take longer than the lesson). A few hundred steps are far from the paper's 64k: the page says "
+        "what *this* run showed."
     )
     ss = st.session_state
     lesson = ss.get(LESSON)
     running = lesson is not None and lesson.active
     c1, c2, c3 = st.columns([1, 1, 1])
-    from explorer.degradation import NETWORKS
-
-    limit = guards.max_train_seconds()  # the four trainings are one job: together within the server's limit
-    options = [s for s in (15, 30, 60, 120, 300) if limit is None or len(NETWORKS) * s <= limit] or [15]
-    if ss.get(LESSON_SECONDS) not in options:
-        ss[LESSON_SECONDS] = min(30, options[-1])
-    c1.select_slider("Seconds per network", options=options, disabled=running, key=LESSON_SECONDS,
-                     help="The four trainings count as one training of this session"
-                          + (f": together at most {limit:g} s on this server." if limit else "."))
-    ss.setdefault(LESSON_SUBSET, 10_000)
-    c2.select_slider("Training images", options=[5_000, 10_000, 25_000, 50_000],
-                     format_func=lambda n: f"{n:,}", disabled=running, key=LESSON_SUBSET)
+    if ss.get(LESSON_STEPS) not in STEP_OPTIONS:
+        ss[LESSON_STEPS] = D.DEFAULT_STEPS
+    limit = guards.max_train_seconds()
+    c1.select_slider("Steps per network", options=STEP_OPTIONS, disabled=running, key=LESSON_STEPS,
+                     help=f"Batches of {D.DEFAULT_BATCH} images, the same for all four. The four trainings count as "
+                          "one training of this session" + (f": together they stop at {limit:g} s on this server."
+                                                            if limit else "."))
+    if ss.get(LESSON_SUBSET) not in SUBSET_OPTIONS:
+        ss[LESSON_SUBSET] = D.DEFAULT_SUBSET
+    c2.select_slider("Training images", options=SUBSET_OPTIONS, format_func=lambda n: f"{n:,}", disabled=running,
+                     key=LESSON_SUBSET, help="Fewer images are fitted for more epochs: the difference in what each "
+                                             "network can fit shows sooner.")
     if running:
         c3.button("Stop the lesson", on_click=lesson.stop, icon=":material/stop:")
     else:
@@ -251,8 +260,8 @@ def _start_lesson() -> None:
         return
     try:
         data = shared_cifar10(cifar_dir(str(ss.get(session.DATA_DIR, ""))), os.environ.get(ENV_VAR, ""))  # the Train tab's folder, if allowed
-        ss[LESSON] = degradation.DegradationLesson(data, seconds=ss.get(LESSON_SECONDS, 30),
-                                                   subset=min(ss.get(LESSON_SUBSET, 10_000), 50_000),
+        ss[LESSON] = degradation.DegradationLesson(data, steps=int(ss.get(LESSON_STEPS, degradation.DEFAULT_STEPS)),
+                                                   subset=int(ss.get(LESSON_SUBSET, degradation.DEFAULT_SUBSET)),
                                                    networks=degradation.NETWORKS,
                                                    max_seconds=guards.max_train_seconds()).start()
     except DataError as exc:
@@ -264,37 +273,48 @@ def _start_lesson() -> None:
     ss[LESSON_RECORDED] = set()
 
 
+def _state_line(name: str, snap, steps: int) -> str:
+    if snap is None:
+        return f"**{name}**: waiting"
+    if snap.status == "waiting":
+        ahead = f" ({snap.queue_ahead} ahead)" if snap.queue_ahead else ""
+        return f"**{name}**: waiting for a training slot{ahead}"
+    speed = f" · {snap.images_per_second:,.0f} img/s" if snap.images_per_second else ""
+    if snap.active:
+        return f"**{name}**: {snap.phase or snap.status}, step {snap.steps:,} of {steps:,}{speed}"
+    why = f" ({snap.error})" if snap.error and snap.status != "done" else ""
+    return f"**{name}**: {snap.status}{why}, {snap.steps:,} steps{speed}"
+
+
 def _degradation_live(drawn_running: bool = False) -> None:
     """The lesson's curves and results (a fragment). `drawn_running`: the page around it shows Stop, so once the
     lesson ends every tick asks for a full redraw until one registers this fragment with False."""
-    import plotly.graph_objects as go
-
-    from explorer.charts import smooth
-    from explorer.teaching_charts import FONT
+    from explorer.degradation import verdict
+    from explorer.teaching_charts import degradation_figure
 
     lesson = st.session_state.get(LESSON)
     if lesson is None:
         return
     rows = lesson.poll()
-    fig = go.Figure()
-    colours = {"plain-20": "#f0883e", "plain-56": "#d1242f", "resnet-20": "#54aeff", "resnet-56": "#0969da"}
-    lines = []
-    for name, snap in rows:
-        if snap is None:
-            lines.append(f"**{name}**: waiting")
-            continue
-        acc = [b.get("accuracy") for b in snap.batches]
-        fig.add_trace(go.Scatter(x=[b.get("seconds") for b in snap.batches], y=smooth(acc), mode="lines", name=name,
-                                 line={"color": colours.get(name), "dash": "dash" if name.startswith("plain") else "solid",
-                                       "width": 3}))
-        test = snap.evaluation.test_accuracy if snap.evaluation is not None else None
-        state = f"{snap.status}, {snap.progress:.0%}" if snap.active else snap.status
-        lines.append(f"**{name}**: {state}" + (f" · test accuracy **{test:.1%}**" if test is not None else ""))
-    fig.update_layout(template="plotly_white", font=FONT, height=380, xaxis_title="training seconds",
-                      yaxis_title="training accuracy (smoothed)", margin={"l": 60, "r": 20, "t": 20, "b": 50},
-                      legend={"orientation": "h", "y": -0.25})
-    st.plotly_chart(fig, width="stretch")
-    st.markdown("  \n".join(lines))
+    configs = dict(lesson.networks)
+    series = [(name, configs[name].resolved_depth, configs[name].shortcut == "none", snap.batches)
+              for name, snap in rows if snap is not None and snap.batches]
+    st.plotly_chart(degradation_figure(series), width="stretch")
+    st.markdown("  \n".join(_state_line(name, snap, lesson.steps) for name, snap in rows))
+    results = lesson.results(rows)
+    if results:
+        st.markdown("**Final training error**, " + " · ".join(
+            f"{r.name} **{r.train_error:.1%}**" + ("" if r.measured == "evaluation" else " (last steps)")
+            for r in results))
+        st.caption(f"Measured once on the {lesson.train_images:,} training images in inference mode, after "
+                   f"{lesson.steps:,} steps each (a network stopped early: the mean over its last 10 % of steps). "
+                   "The curves are the training batches as they went (random flips, training-mode BatchNorm), "
+                   "smoothed.")
+    if not lesson.active:
+        for sentence in verdict(results):
+            st.markdown(sentence)
+        if lesson.wall_seconds is not None and results:
+            st.caption(f"All four took {lesson.wall_seconds:.0f} s.")
     _record_lesson_runs(lesson)
     if not lesson.active and drawn_running:
         st.rerun()  # the whole page: the Run button and the sliders come back
@@ -303,11 +323,15 @@ def _degradation_live(drawn_running: bool = False) -> None:
 
 
 def _record_lesson_runs(lesson) -> None:
-    """Put the finished lesson runs into the Compare tab (once each)."""
+    """Put the finished lesson runs into the Compare tab (once each); their evaluation was on the training images,
+    so they carry no test accuracy."""
+    from dataclasses import replace
+
     from explorer.training import RunRecord
 
     done = st.session_state.setdefault(LESSON_RECORDED, set())
     for job in lesson.finished_jobs():
         if id(job) not in done and job.status in ("done", "stopped") and job.batches:
             done.add(id(job))
-            session.add_run(st.session_state, RunRecord.from_job(job, name=f"lesson · {job.name}"))
+            record = replace(RunRecord.from_job(job, name=f"lesson · {job.name}"), test_accuracy=None, test_loss=None)
+            session.add_run(st.session_state, record)

@@ -25,7 +25,7 @@ KEPT_WIDGETS: tuple[str, ...] = (
     "layers_stages", "layers_roles", "layers_name",
     # Lessons
     "lesson_twin", "lesson_no_bn", "lesson_zero_init", "lesson_batch", "lesson_rf_layer", "lesson_rf_row",
-    "lesson_rf_col", "lesson_rf_image", "lesson_anatomy_axis", "lesson_seconds", "lesson_subset",
+    "lesson_rf_col", "lesson_rf_image", "lesson_anatomy_axis", "lesson_steps", "lesson_subset",
     # Train (and its Predict expander)
     "train_source", "train_folder_root", "train_folder_val", "train_folder_split", "train_adapt", "train_folder_adapt",
     "train_recipe", "train_budget_kind", "train_seconds", "train_epochs", "train_subset", "train_batch", "train_flip",

@@ -10,7 +10,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from explorer import training
-from explorer.config import ConfigError, ResNetConfig
+from explorer.config import ResNetConfig
 from explorer.degradation import DegradationLesson
 from explorer.training import FairSlots, TrainJob, TrainSettings
 from explorer.ui.session import JOB, LESSON, busy_with
@@ -86,11 +86,12 @@ def test_a_waiting_job_knows_how_many_are_ahead(data):
 
 
 def test_the_lesson_obeys_the_server_time_limit(data):
-    with pytest.raises(ConfigError) as err:
-        DegradationLesson(data, seconds=300, networks=TWO, max_seconds=500)
-    assert err.value.field == "seconds" and "600 s" in err.value.message and "250 s or less" in err.value.hint
-    lesson = DegradationLesson(data, seconds=1, subset=200, networks=TWO, max_seconds=2)
-    assert lesson.max_seconds == 2
+    lesson = DegradationLesson(data, steps=100_000, subset=200, batch_size=20, networks=TWO, max_seconds=3,
+                               idle_timeout=None, parallel=False).start()
+    assert lesson.max_seconds == 3
+    assert lesson.join(120)
+    assert "limit of 3 s" in (lesson.stop_reason or "") and "EXPLORER_MAX_TRAIN_SECONDS" in lesson.stop_reason
+    assert all(job.status in ("stopped", "done") and job.max_seconds <= 3 for job in lesson.jobs)
 
 
 class _Active:
@@ -128,8 +129,8 @@ def test_a_session_cannot_train_beside_its_own_lesson(fixture_dir, monkeypatch):
     monkeypatch.setenv("EXPLORER_MAX_TRAIN_SECONDS", "240")
     at = AppTest.from_string(PAGE.format(root=str(ROOT)), default_timeout=120).run()
     assert not at.exception
-    seconds = next(s for s in at.select_slider if s.label == "Seconds per network")
-    assert max(seconds.options, key=int) == "120"  # two networks × 120 s fit in 240 s; 300 s would not
+    steps = next(s for s in at.select_slider if s.label == "Steps per network")
+    assert "240 s" in steps.help  # the four trainings together stop at the server's limit
     assert training.SLOTS.acquire(timeout=30)  # another session's training holds the only slot: the lesson waits
     try:
         next(b for b in at.button if b.label == "Run the degradation lesson").click().run()
