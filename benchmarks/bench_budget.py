@@ -85,35 +85,14 @@ def app_runs(data_dir: str, budgets: list[float], read: float, screens: Path | N
             browser = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
             page = browser.new_context(viewport={"width": 1024, "height": 768}).new_page()
             page.goto(f"{url}/?preset=resnet20&tab=Train&present=1")
-            page.get_by_role("button", name="Train").first.wait_for(timeout=120_000)
+            page.get_by_role("spinbutton", name="Seconds, Train → result").wait_for(timeout=120_000)
             time.sleep(read)  # (a reader on the page: the warm worker imports TensorFlow and reads CIFAR-10)
-            for i, seconds in enumerate(budgets):
-                box = page.get_by_role("spinbutton", name="Seconds, Train → result")
-                box.fill(f"{seconds:g}")
-                box.press("Enter")
-                time.sleep(2.0)  # the rerun with the new value
-                pressed = time.time()
-                page.get_by_role("button", name="Train").first.click()
-                # (the running page first: the last run's charts and metrics are gone from it)
-                page.get_by_text(re.compile("since Train")).first.wait_for(timeout=600_000)
-                page.locator('[data-testid="stPlotlyChart"]').first.wait_for(timeout=600_000)
-                first = time.time() - pressed
-                if screens is not None and i == len(budgets) - 1:
-                    time.sleep(min(5.0, seconds / 4))
-                    page.screenshot(path=str(screens / "train_running_1024.png"))
-                metric = page.locator('[data-testid="stMetric"]').filter(has_text="Test accuracy").first
-                metric.wait_for(timeout=600_000)
-                result = time.time() - pressed
-                value = metric.locator('[data-testid="stMetricValue"]').inner_text().strip()
-                caption = page.get_by_text(re.compile("s from Train to this result")).first.inner_text()
-                if screens is not None and i == len(budgets) - 1:
-                    time.sleep(1.0)
-                    page.screenshot(path=str(screens / "train_result_1024.png"))
-                out.append({"where": "app", "budget": seconds, "press_to_first_point": round(first, 1),
-                            "press_to_result": round(result, 1), "test_accuracy": value, "page_says": caption,
-                            "load": load()})
-                print(json.dumps(out[-1]), flush=True)
-                time.sleep(read)  # (the next warm worker)
+            try:
+                out += _press_and_time(page, budgets, read, screens)
+            except Exception:
+                page.screenshot(path="/tmp/bench_budget_failed.png")
+                print("failed: the page as it was is in /tmp/bench_budget_failed.png", file=sys.stderr)
+                raise
             browser.close()
     finally:
         server.terminate()
@@ -121,6 +100,39 @@ def app_runs(data_dir: str, budgets: list[float], read: float, screens: Path | N
             server.wait(timeout=15)
         except subprocess.TimeoutExpired:
             server.kill()
+    return out
+
+
+def _press_and_time(page, budgets: list[float], read: float, screens: Path | None) -> list[dict]:
+    out = []
+    for i, seconds in enumerate(budgets):
+        box = page.get_by_role("spinbutton", name="Seconds, Train → result")
+        box.fill(f"{seconds:g}")
+        box.press("Enter")
+        time.sleep(2.0)  # the rerun with the new value
+        pressed = time.time()
+        page.locator('[data-testid="stBaseButton-primary"]', has_text="Train").first.click()
+        # (the running page first: the last run's charts and metrics are gone from it)
+        page.get_by_text(re.compile("since Train")).first.wait_for(timeout=600_000)
+        page.locator('[data-testid="stPlotlyChart"]').first.wait_for(timeout=600_000)
+        first = time.time() - pressed
+        if screens is not None and i == len(budgets) - 1:
+            time.sleep(min(5.0, seconds / 4))
+            page.screenshot(path=str(screens / "train_running_1024.png"))
+        metric = page.locator('[data-testid="stMetric"]').filter(has_text="Test accuracy").first
+        metric.wait_for(timeout=600_000)
+        result = time.time() - pressed
+        value = metric.locator('[data-testid="stMetricValue"]').inner_text().strip()
+        caption = page.locator('[data-testid="stCaptionContainer"]').filter(
+            has_text="from Train to this result").first.inner_text()
+        if screens is not None and i == len(budgets) - 1:
+            time.sleep(1.0)
+            page.screenshot(path=str(screens / "train_result_1024.png"))
+        out.append({"where": "app", "budget": seconds, "press_to_first_point": round(first, 1),
+                    "press_to_result": round(result, 1), "test_accuracy": value, "page_says": caption,
+                    "load": load()})
+        print(json.dumps(out[-1]), flush=True)
+        time.sleep(read)  # (the next warm worker)
     return out
 
 
