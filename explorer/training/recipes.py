@@ -42,6 +42,8 @@ class Recipe:
             final weights from this many training batches ("precise BN"; 0 = off).
         whiten_stem: Start the first convolution from ± whitening directions of the training
             images' patches (`explorer.whiten`; not when starting from ImageNet weights).
+        residual_gamma: Initial BN scale (gamma) of the last BN of each residual branch (1 = Keras' default;
+            not when starting from ImageNet weights).
         epochs: Default budget in epochs (None when the default budget is time).
         seconds: Default budget in seconds.
     """
@@ -65,6 +67,7 @@ class Recipe:
     bn_momentum: float | None = None
     recalibrate_bn: int = 8
     whiten_stem: bool = False
+    residual_gamma: float = 1.0
     epochs: int | None = None
     seconds: float | None = None
 
