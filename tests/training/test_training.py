@@ -367,9 +367,9 @@ def _initial_weights(data, monkeypatch, seed: int, **recipe_fields) -> dict:
     from dataclasses import replace
 
     import explorer.training.loop as L
+    from explorer.training.batchnorm import fuse_batchnorm as original
 
     captured = {}
-    original = L.fuse_batchnorm
 
     def capture(model):
         captured.update({f"{layer.name}/{v.name}": np.array(v) for layer in model.layers for v in layer.weights})
