@@ -101,3 +101,17 @@ def recalibrate_batchnorm(model: Any, dataset: Any, *, batches: int = 8,
         for layer, value in zip(layers, old, strict=True):
             layer.momentum = value
     return used
+
+
+def scale_residual_gamma(model: Any, config: Any, value: float) -> int:
+    """Start the BN scale (gamma) that ends each residual branch at `value` instead of 1 (the branch then adds
+    `value`× its normalised output to the shortcut at first). Returns the number of layers changed."""
+    from explorer.annotate import build
+
+    graph = build(config).graph
+    kinds = {node.name: node.op for node in graph.nodes}
+    names = {node.inputs[0] for node in graph.nodes if node.op == "add" and kinds.get(node.inputs[0]) == "bn"}
+    layers = [layer for layer in _batchnorms(model) if layer.name in names and layer.gamma is not None]
+    for layer in layers:
+        layer.gamma.assign(tf.fill(layer.gamma.shape, tf.constant(value, layer.gamma.dtype)))
+    return len(layers)

@@ -14,7 +14,8 @@ import numpy as np
 
 from explorer.backend import load_keras
 from explorer.config import ResNetConfig
-from explorer.training.batchnorm import bn_momentum, fuse_batchnorm, recalibrate_batchnorm
+from explorer.gradflow import seed_weights
+from explorer.training.batchnorm import bn_momentum, fuse_batchnorm, recalibrate_batchnorm, scale_residual_gamma
 from explorer.training.evaluation import evaluate_model
 from explorer.training.recipes import Recipe
 from explorer.whiten import whiten_first_conv
@@ -464,6 +465,9 @@ def train(job: TrainJob) -> None:
         return
     with strategy.scope():
         model = build_training_model(job.config, precision=precision)
+        seed_weights(model, s.seed)  # the run's seed decides the initial weights too
+        if recipe.residual_gamma != 1.0 and s.weights is None:
+            scale_residual_gamma(model, job.config, recipe.residual_gamma)
         if s.weights is not None:
             _load_weights(job, model)
             if job.should_stop():

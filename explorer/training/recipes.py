@@ -42,6 +42,8 @@ class Recipe:
             final weights from this many training batches ("precise BN"; 0 = off).
         whiten_stem: Start the first convolution from ± whitening directions of the training
             images' patches (`explorer.whiten`; not when starting from ImageNet weights).
+        residual_gamma: Initial BN scale (gamma) of the last BN of each residual branch (1 = Keras' default;
+            not when starting from ImageNet weights).
         epochs: Default budget in epochs (None when the default budget is time).
         seconds: Default budget in seconds.
     """
@@ -65,6 +67,7 @@ class Recipe:
     bn_momentum: float | None = None
     recalibrate_bn: int = 8
     whiten_stem: bool = False
+    residual_gamma: float = 1.0
     epochs: int | None = None
     seconds: float | None = None
 
@@ -82,15 +85,16 @@ RECIPES: dict[str, Recipe] = {
     "short": Recipe(
         name="short", label="Short (fast to a good accuracy on a CPU)",
         description=(
-            "Time-budgeted one-cycle SGD (Nesterov, batch 64, peak LR 0.1, warm-up 25 %, linear decay to zero "
+            "Time-budgeted one-cycle SGD (Nesterov, batch 64, peak LR 0.15, warm-up 25 %, linear decay to zero "
             "when the budget ends), label smoothing 0.2, random flips, L2 5e-4, the first convolution started from "
-            "whitening directions of the training images' patches, BN momentum 0.9 and exact BN statistics at the "
-            "end; 5 % held out for validation; each test prediction averaged over the image, its mirror and both moved a pixel; mixed precision "
+            "whitening directions of the training images' patches, the last BN of each residual branch started at "
+            "scale 0.5, BN momentum 0.9 and exact BN statistics at the end; 5 % held out for validation; each test "
+            "prediction averaged over the image, its mirror and both moved a pixel; mixed precision "
             "where the hardware has it."
         ),
-        batch_size=64, peak_lr=0.1, nesterov=True, l2=5e-4, schedule="onecycle", warmup=0.25,
+        batch_size=64, peak_lr=0.15, nesterov=True, l2=5e-4, schedule="onecycle", warmup=0.25,
         label_smoothing=0.2, flip=True, crop=0, val_split=0.05, precision="auto", tta=True, bn_momentum=0.9,
-        recalibrate_bn=16, whiten_stem=True, seconds=90.0,
+        recalibrate_bn=16, whiten_stem=True, residual_gamma=0.5, seconds=90.0,
     ),
     "paper": Recipe(
         name="paper", label="Paper (He et al. 2015)",
@@ -122,7 +126,7 @@ class TrainSettings:
         precision: "auto", "float32", "mixed_bfloat16" or "mixed_float16".
         tta: Test-time augmentation at evaluation (`TTA_VIEWS`).
         evaluate: Evaluate on the test set at the end.
-        seed: Seed of the subset, split and shuffling.
+        seed: Seed of the subset, split, shuffling and initial weights.
         early_stopping: Stop when the monitored loss (validation loss; the training loss when there is
             no validation split) has not improved for this many epochs (None = off). Paper recipe only.
         reduce_lr_on_plateau: Divide the learning rate by 10 when the monitored loss has not improved

@@ -387,3 +387,39 @@ def test_tta_averages_each_image_over_its_views_in_one_pass():
     assert seen == [0.25, 0.5, 0.75, 1.0]  # 4 batches
     plain = T.evaluate_model(model, ds, labels)
     assert not plain.tta and np.allclose(plain.confidence, np.asarray(model(x, training=False)).max(axis=1), atol=1e-5)
+
+
+def _initial_weights(data, monkeypatch, seed: int, **recipe_fields) -> dict:
+    """The weights a short-recipe job starts training from (captured when BN is fused, after initialisation and
+    whitening), by layer and variable name."""
+    from dataclasses import replace
+
+    import explorer.training.loop as L
+    from explorer.training.batchnorm import fuse_batchnorm as original
+
+    captured = {}
+
+    def capture(model):
+        captured.update({f"{layer.name}/{v.name}": np.array(v) for layer in model.layers for v in layer.weights})
+        return original(model)
+
+    monkeypatch.setattr(L, "fuse_batchnorm", capture)
+    if recipe_fields:
+        monkeypatch.setitem(T.RECIPES, "short", replace(T.RECIPES["short"], **recipe_fields))
+    job = T.TrainJob(TINY, data, T.TrainSettings(steps=1, batch_size=50, evaluate=False, seed=seed),
+                     slots=threading.Semaphore(1)).start()
+    assert job.join(120) and job.poll().status == "done", job.poll().error
+    return captured
+
+
+def test_the_seed_decides_the_initial_weights(data, monkeypatch):
+    first, again, other = (_initial_weights(data, monkeypatch, seed) for seed in (3, 3, 4))
+    kernel = "stage1_block1_conv1/kernel"
+    assert np.array_equal(first[kernel], again[kernel]) and not np.array_equal(first[kernel], other[kernel])
+    assert all(np.array_equal(first[k], again[k]) for k in first)
+
+
+def test_residual_gamma_starts_the_last_bn_of_each_branch_there(data, monkeypatch):
+    weights = _initial_weights(data, monkeypatch, 0, residual_gamma=0.5)
+    assert np.all(weights["stage1_block1_bn2/gamma"] == 0.5)  # the BN before the add
+    assert np.all(weights["stage1_block1_bn1/gamma"] == 1.0) and np.all(weights["stem_bn/gamma"] == 1.0)
