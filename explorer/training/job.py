@@ -402,13 +402,15 @@ class TrainJob:
                     train(self)
             finally:
                 self._slots.release()
-                release_freed_memory()
             self._finish("stopped" if self._stop.is_set() else "done")
         except (DataError, ConfigError, WorkerFailed) as exc:
             self._finish("failed", error=str(exc))
         except Exception as exc:  # shown to the user in one line; the traceback is kept for logs
             self.update(traceback=traceback.format_exc())
             self._finish("failed", error=f"{type(exc).__name__}: {exc}")
+        finally:
+            # after the result is out: handing pages back can take seconds on a machine that reclaims memory
+            release_freed_memory()
 
     def _check_memory(self) -> None:
         """Estimate the training's memory and (with `check_memory`) refuse it, with a ConfigError, when it would not
