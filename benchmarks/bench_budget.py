@@ -118,6 +118,7 @@ def _press_and_time(page, budgets: list[float], read: float, screens: Path | Non
         first = time.time() - pressed
         if screens is not None and i == len(budgets) - 1:
             time.sleep(min(5.0, seconds / 4))
+            page.locator('[data-testid="stPlotlyChart"]').first.scroll_into_view_if_needed()
             page.screenshot(path=str(screens / "train_running_1024.png"))
         metric = page.locator('[data-testid="stMetric"]').filter(has_text="Test accuracy").first
         metric.wait_for(timeout=600_000)
@@ -127,6 +128,7 @@ def _press_and_time(page, budgets: list[float], read: float, screens: Path | Non
             has_text="from Train to this result").first.inner_text()
         if screens is not None and i == len(budgets) - 1:
             time.sleep(1.0)
+            metric.scroll_into_view_if_needed()
             page.screenshot(path=str(screens / "train_result_1024.png"))
         out.append({"where": "app", "budget": seconds, "press_to_first_point": round(first, 1),
                     "press_to_result": round(result, 1), "test_accuracy": value, "page_says": caption,

@@ -88,9 +88,10 @@ RECIPES: dict[str, Recipe] = {
             "Time-budgeted one-cycle SGD (Nesterov, batch 64, peak LR 0.15, warm-up 25 %, linear decay to zero "
             "when the budget ends), label smoothing 0.2, random flips, L2 5e-4, the first convolution started from "
             "whitening directions of the training images' patches, the last BN of each residual branch started at "
-            "scale 0.5, BN momentum 0.9 and exact BN statistics at the end; 5 % held out for validation; each test "
-            "prediction averaged over the image, its mirror and both moved a pixel; mixed precision "
-            "where the hardware has it."
+            "scale 0.5, BN momentum 0.9; 5 % held out for validation; mixed precision where the hardware has it. "
+            "A budget in seconds is the whole wait to the result: exact BN statistics and test-time views (the "
+            "image, its mirror, both moved a pixel) only when they cost little of it; budgets in epochs or steps "
+            "use both."
         ),
         batch_size=64, peak_lr=0.15, nesterov=True, l2=5e-4, schedule="onecycle", warmup=0.25,
         label_smoothing=0.2, flip=True, crop=0, val_split=0.05, precision="auto", tta=True, bn_momentum=0.9,
