@@ -250,6 +250,7 @@ class WarmPool:
         self._lock = threading.Lock()
         self._ready: list[_Warm] = []
         self._key: str | None = None
+        self._data: Any = None
         self._wanted = False
 
     @staticmethod
@@ -270,6 +271,7 @@ class WarmPool:
             return
         with self._lock:
             self._wanted = True
+            self._data = data  # (only this very object is what the workers read: not a subset made from it)
             if key != self._key:
                 self._drop_locked()
                 self._key = key
@@ -288,6 +290,8 @@ class WarmPool:
         """A warm worker that has read `data` (None when there is none: the job starts a process of its own)."""
         key = data_key(data)
         with self._lock:
+            if data is not self._data:  # e.g. a lesson's subset of the same folder: sent to a process of its own
+                return None
             for warm in self._ready:
                 if warm.key == key and key is not None and warm.process.is_alive():
                     self._ready.remove(warm)
@@ -297,7 +301,7 @@ class WarmPool:
     def close(self) -> None:
         """End the warm workers (they would end with the server anyway)."""
         with self._lock:
-            self._wanted = False
+            self._wanted, self._data, self._key = False, None, None
             self._drop_locked()
 
     def _drop_locked(self) -> None:

@@ -187,6 +187,8 @@ def test_the_training_process_does_not_run_the_app_page_first(data, tmp_path, mo
 
 
 def test_a_warm_worker_has_read_the_data_and_takes_the_next_job_then_another_warms_up(data, monkeypatch):
+    from dataclasses import replace
+
     from explorer.training.process import WARM, data_key
 
     monkeypatch.setenv("EXPLORER_WARM_WORKERS", "1")
@@ -207,6 +209,8 @@ def test_a_warm_worker_has_read_the_data_and_takes_the_next_job_then_another_war
         wait_for(lambda: gone(warm[0]), 30)  # one job per process: its memory goes back
         wait_for(lambda: len(WARM.ready) == 1, 30)
         assert WARM.ready[0] != warm[0]  # the next one warms up for the next press
+        subset = replace(data, x_train=data.x_train[:500], y_train=data.y_train[:500])  # (same folder, not the same data)
+        assert WARM.take(subset) is None
         other = T.TrainJob(TINY, small_cifar_copy(data), T.TrainSettings(steps=2, batch_size=50, val_split=0.0,
                            evaluate=False), slots=threading.Semaphore(1), worker="process").start()
         assert other.join(180) and other.status == "done" and not other.result()["warm_worker"]  # other data: cold
