@@ -30,7 +30,7 @@ from explorer.training import TrainJob, TrainSettings
 DEFAULT_WIDTHS = (8, 16, 32)  # half the paper's 16/32/64: ~4× fewer MACs, the same depths
 DEFAULT_SUBSET = 1_000  # training images (class-balanced), fitted for many epochs
 DEFAULT_BATCH = 64
-DEFAULT_STEPS = 500
+DEFAULT_STEPS = 300
 TAIL = 0.1  # the fraction of last steps whose mean training error is shown beside the final evaluation
 
 

@@ -61,7 +61,7 @@ def test_every_tab_keeps_its_controls_values_across_tab_switches():
         "Layers": {"layers_stages": [2], "layers_roles": ["main"], "layers_name": "conv"},
         "Lessons": {"lesson_twin": False, "lesson_no_bn": True, "lesson_zero_init": True, "lesson_batch": 64,
                     "lesson_rf_row": 3, "lesson_rf_col": 5, "lesson_rf_image": None, "lesson_anatomy_axis": "block",
-                    "lesson_steps": 300, "lesson_subset": 5_000},
+                    "lesson_steps": 800, "lesson_subset": 5_000},
         "Train": {"train_recipe": "paper", "train_seconds": 30, "train_subset": "5,000", "train_batch": 256,
                   "train_flip": False, "train_crop": False, "train_data_dir": "/nowhere/cifar"},
         "Compare": {"compare_runs": ["run a"], "compare_metric": "loss", "compare_x": "steps"},
