@@ -73,8 +73,9 @@ def live_curves(batches: Sequence[Mapping[str, Any]], epochs: Sequence[Mapping[s
     fig.update_xaxes(title_text="epoch", rangemode="tozero")
     fig.update_yaxes(rangemode="tozero", row=1, col=1)
     fig.update_yaxes(range=[0, 1], tickformat=".0%", row=1, col=2)
-    fig.update_layout(title=title, height=360, margin={"l": 40, "r": 20, "t": 60, "b": 40},
-                      legend={"orientation": "h", "y": -0.2}, uirevision="live")
+    # (the legend below the axis titles, not over them)
+    fig.update_layout(title=title, height=380, margin={"l": 40, "r": 20, "t": 60, "b": 40},
+                      legend={"orientation": "h", "y": -0.28, "yanchor": "top"}, uirevision="live")
     return fig
 
 
