@@ -163,14 +163,13 @@ class JobCallback(keras.callbacks.Callback):
         self.job = job
         self.pipes = pipes
         s = job.settings
-        self.seconds = s.seconds
         # A budget in seconds is wall time from the press to the result: the training ends early enough for what
         # follows it (BN statistics, the test set, the hand-back), estimated from its own speed (`after_training`).
         self.deadline = None if s.seconds is None else job.state.pressed + s.seconds
         self.n_test = pipes.n_test if s.evaluate else 0
         self.bn_wanted = job.recipe.recalibrate_bn * pipes.batch_size if job.recipe.recalibrate_bn else 0
         self.bn_images = self.bn_wanted
-        self.views: int | None = None  # test-time views, chosen once the speed is known
+        self.views: int | None = None  # test-time views, chosen from the speed (None before it is known)
         self.reserve = 0.0
         self.t_first_wall = 0.0
         self.steps_per_epoch = pipes.steps_per_epoch
@@ -211,8 +210,6 @@ class JobCallback(keras.callbacks.Callback):
             return self.step / self.total_steps
         if self.t_first is None:
             return 0.0
-        if self.deadline is None:  # (an epoch budget ended by the server's limit: progress by epochs)
-            return self.step / max(1, self.steps_per_epoch * (self.job.settings.epochs or 1))
         wall = time.time()
         return min(1.0, (wall - self.t_first_wall) / max(self.training_end() - self.t_first_wall, 1e-6))
 
@@ -223,7 +220,8 @@ class JobCallback(keras.callbacks.Callback):
         return self.images_after_first / (now - self.t_first)
 
     def update_reserve(self, now: float) -> None:
-        """Re-estimate the seconds to leave after the training (and choose the test-time views once)."""
+        """Re-estimate the seconds to leave after the training, with the test-time views and BN statistics that
+        the speed measured so far can afford."""
         ips = self.steady_speed(now)
         if ips is None or self.deadline is None:
             return
@@ -249,8 +247,6 @@ class JobCallback(keras.callbacks.Callback):
             return True
         if self.total_steps is not None:
             return self.step >= self.total_steps
-        if self.deadline is None:
-            return False
         now_wall = time.time()
         if now_wall < self.training_end():
             return False
@@ -504,7 +500,7 @@ def train(job: TrainJob) -> None:
         job.update(phase="restoring the weights of the best epoch")
         model.set_weights(job.best_weights)
         job.update(restored_best=True)
-    if recipe.recalibrate_bn and callback.bn_images and len(devices) <= 1:  # (an eager pass across mirrored replicas is not worth the risk)
+    if callback.bn_images and len(devices) <= 1:  # (an eager pass across mirrored replicas is not worth the risk)
         job.update(phase="recomputing BatchNorm statistics", eta=None)
         job.mark("bn")
         started = time.perf_counter()

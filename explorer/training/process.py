@@ -234,7 +234,6 @@ class _Warm:
 
     def __init__(self, key: str | None) -> None:
         ctx = multiprocessing.get_context("spawn")
-        self.key = key
         self.jobs, self.updates, self.stop = ctx.Queue(), ctx.Queue(), ctx.Event()
         self.process = ctx.Process(target=_process_main, args=(None, self.updates, self.stop, self.jobs, key),
                                    name="train-warm", daemon=True)
@@ -288,12 +287,13 @@ class WarmPool:
 
     def take(self, data: Any) -> _Warm | None:
         """A warm worker that has read `data` (None when there is none: the job starts a process of its own)."""
-        key = data_key(data)
         with self._lock:
-            if data is not self._data:  # e.g. a lesson's subset of the same folder: sent to a process of its own
+            # only the very object prepared (a lesson's subset of the same folder goes to a process of its own);
+            # every worker ready has read it
+            if data is None or data is not self._data:
                 return None
             for warm in self._ready:
-                if warm.key == key and key is not None and warm.process.is_alive():
+                if warm.process.is_alive():
                     self._ready.remove(warm)
                     return warm
         return None

@@ -184,6 +184,7 @@ class Snapshot:
     device: str
     queue_ahead: int = 0
     timings: dict | None = None
+    part: str | None = None
     wall: float = 0.0
     views: int | None = None
 
@@ -200,5 +201,6 @@ class Snapshot:
                    eta=state.eta, images_per_second=state.images_per_second, epoch=state.epoch, steps=state.steps,
                    batches=list(state.batches), epochs=list(state.epochs), evaluation=state.evaluation,
                    error=state.error if state.status == "failed" else state.stop_reason, precision=state.precision,
-                   device=state.device, queue_ahead=state.queue_ahead, timings=dict(state.timings), wall=state.wall,
+                   device=state.device, queue_ahead=state.queue_ahead, timings=dict(state.timings), part=state.part,
+                   wall=state.wall,
                    views=state.views)

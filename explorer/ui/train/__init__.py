@@ -143,14 +143,18 @@ def render_train_tab(config: ResNetConfig, ag: AnnotatedGraph) -> None:
 
 
 def _warm_up(data_dir: str) -> None:
-    """Have a training process ready before Train is pressed (TensorFlow imported, this CIFAR-10 read): the first
-    curve then comes seconds after the press (`explorer.training.process.WARM`; none with the thread or Ray worker)."""
+    """Have a training process ready before Train is pressed (TensorFlow imported, the server's CIFAR-10 read): the
+    first curve then comes seconds after the press (`explorer.training.process.WARM`; none with the thread or Ray
+    worker). Only for the server's own CIFAR-10: a folder typed on one page must not restart the processes warmed
+    for everyone else."""
     if guards.train_worker() != "process":
         return
     from explorer.training.process import WARM
 
     try:
-        WARM.prepare(shared_cifar10(cifar_dir(data_dir), os.environ.get(ENV_VAR, "")))
+        if cifar_dir(data_dir):
+            return
+        WARM.prepare(shared_cifar10("", os.environ.get(ENV_VAR, "")))
     except (DataError, OSError):  # (the Train button reports it, in words)
         return
 

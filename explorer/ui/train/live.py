@@ -70,8 +70,7 @@ def live_panel(drawn_active: bool = False) -> None:
         st.plotly_chart(charts.live_curves(snap.batches, snap.epochs, title=job.name), key="train_live_chart",
                         config={"displaylogo": False})
     elif snap.active and snap.status != "waiting":
-        running = job.state.part
-        done = timings_text(snap.timings or {}, running=running)
+        done = timings_text(snap.timings or {}, running=snap.part)
         st.caption(f"{done}. The first batch compiles the network; the curves start after it.")
     if not snap.active:
         if st.session_state.get(session.RECORDED) != id(job):
