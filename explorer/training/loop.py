@@ -86,9 +86,14 @@ def build_training_model(config: ResNetConfig, *, precision: str = "float32") ->
 
 
 
-def make_optimizer(recipe: Recipe, *, precision: str = "float32") -> Any:
+def make_optimizer(recipe: Recipe, *, precision: str = "float32", model: Any = None) -> Any:
     """SGD with the recipe's momentum and coupled L2 on kernels (loss-scaled for float16)."""
-    opt = L2SGD(learning_rate=recipe.lr_at(0.0), momentum=recipe.momentum, nesterov=recipe.nesterov, l2=recipe.l2)
+    kernels = [v.path for v in (model.trainable_variables if model is not None else []) if len(v.shape) == 4]
+    if recipe.muon_lr and kernels:
+        opt = MuonSGD(learning_rate=recipe.lr_at(0.0), momentum=recipe.momentum, nesterov=recipe.nesterov, l2=recipe.l2,
+                      muon=tuple(kernels[1:]), muon_lr=recipe.muon_lr, base_lr=recipe.peak_lr)
+    else:
+        opt = L2SGD(learning_rate=recipe.lr_at(0.0), momentum=recipe.momentum, nesterov=recipe.nesterov, l2=recipe.l2)
     if precision == "mixed_float16":
         opt = keras.optimizers.LossScaleOptimizer(opt)
     return opt
@@ -114,6 +119,56 @@ class L2SGD(keras.optimizers.SGD):
 
     def get_config(self) -> dict:
         return {**super().get_config(), "l2": self.l2}
+
+
+def newton_schulz(g: Any, steps: int = 5) -> Any:
+    """An approximate orthogonalisation U·Vᵀ of the matrix `g` (its singular values pushed towards 1): the quintic
+    Newton-Schulz iteration of Muon (Jordan et al. 2024)."""
+    a, b, c = 3.4445, -4.7750, 2.0315
+    wide = g.shape[0] > g.shape[1]
+    x = keras.ops.transpose(g) if wide else g
+    x = x / (keras.ops.sqrt(keras.ops.sum(x * x)) + 1e-7)
+    for _ in range(steps):
+        xx = x @ keras.ops.transpose(x)
+        x = a * x + (b * xx + c * xx @ xx) @ x
+    return keras.ops.transpose(x) if wide else x
+
+
+@keras.saving.register_keras_serializable(package="explorer")
+class MuonSGD(L2SGD):
+    """L2SGD, but the convolution kernels named in `muon` take Muon steps: Nesterov momentum of the raw gradient,
+    orthogonalised (`newton_schulz`, the kernel as a fan-in × filters matrix), at `muon_lr` × the scheduled
+    learning rate / `base_lr`; each such kernel is first rescaled to a norm of √filters (the BatchNorm after it
+    makes its scale irrelevant to the function, so only its direction moves)."""
+
+    def __init__(self, *, muon: tuple = (), muon_lr: float = 0.0, base_lr: float = 1.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.muon, self.muon_lr, self.base_lr = tuple(muon), muon_lr, base_lr
+        self._muon_index: set[int] = set()
+
+    def build(self, variables: Any) -> None:
+        if self.built:
+            return
+        super().build(variables)
+        self._muon_index = {self._get_variable_index(v) for v in variables if v.path in self.muon}
+
+    def update_step(self, gradient: Any, variable: Any, learning_rate: Any) -> None:
+        index = self._get_variable_index(variable)
+        if index not in self._muon_index:
+            return super().update_step(gradient, variable, learning_rate)
+        m = self.momentums[index]
+        g = keras.ops.cast(gradient, variable.dtype)
+        mu = keras.ops.cast(self.momentum, variable.dtype)
+        self.assign(m, m * mu + g)
+        g = g + mu * m if self.nesterov else m
+        shape = variable.shape
+        update = keras.ops.reshape(newton_schulz(keras.ops.reshape(g, (-1, shape[-1]))), shape)
+        w = variable * (float(shape[-1]) ** 0.5 / (keras.ops.sqrt(keras.ops.sum(variable * variable)) + 1e-12))
+        lr = keras.ops.cast(learning_rate, variable.dtype) * (self.muon_lr / self.base_lr)
+        self.assign(variable, w - lr * update)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "muon": list(self.muon), "muon_lr": self.muon_lr, "base_lr": self.base_lr}
 
 
 # --------------------------------------------------------------------------- the budget's end
@@ -473,7 +528,7 @@ def train(job: TrainJob) -> None:
             job.update(whitening=whiten_first_conv(model, data.x_train, tuple(data.mean), tuple(data.std),
                                                    index=pipes.train_index, seed=s.seed))
         fuse_batchnorm(model)  # same function, TensorFlow's fused kernel (a plain Keras model is saved)
-        optimizer = make_optimizer(recipe, precision=precision)
+        optimizer = make_optimizer(recipe, precision=precision, model=model)
         model.compile(
             optimizer=optimizer,
             loss=keras.losses.CategoricalCrossentropy(label_smoothing=recipe.label_smoothing),

@@ -68,6 +68,7 @@ class Recipe:
     recalibrate_bn: int = 8
     whiten_stem: bool = False
     residual_gamma: float = 1.0
+    muon_lr: float = 0.0
     epochs: int | None = None
     seconds: float | None = None
 
