@@ -410,7 +410,10 @@ class TrainJob:
             self._finish("failed", error=f"{type(exc).__name__}: {exc}")
         finally:
             # after the result is out: handing pages back can take seconds on a machine that reclaims memory
-            release_freed_memory()
+            self._release_memory()
+
+    def _release_memory(self) -> None:
+        release_freed_memory()
 
     def _check_memory(self) -> None:
         """Estimate the training's memory and (with `check_memory`) refuse it, with a ConfigError, when it would not

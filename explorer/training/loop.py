@@ -17,7 +17,8 @@ from explorer.config import ResNetConfig
 from explorer.gradflow import seed_weights
 from explorer.training.batchnorm import bn_momentum, fuse_batchnorm, recalibrate_batchnorm, scale_residual_gamma
 from explorer.training.evaluation import evaluate_model
-from explorer.training.recipes import Recipe
+from explorer.presets import DEFAULT_PRESET, get_preset
+from explorer.training.recipes import RECIPES, Recipe
 from explorer.whiten import whiten_first_conv
 
 keras = load_keras()
@@ -86,17 +87,30 @@ def build_training_model(config: ResNetConfig, *, precision: str = "float32") ->
 
 
 
-def make_optimizer(recipe: Recipe, *, precision: str = "float32", model: Any = None) -> Any:
-    """SGD with the recipe's momentum and coupled L2 on kernels (loss-scaled for float16)."""
-    kernels = [v.path for v in (model.trainable_variables if model is not None else []) if len(v.shape) == 4]
-    if recipe.muon_lr and kernels:
-        opt = MuonSGD(learning_rate=recipe.lr_at(0.0), momentum=recipe.momentum, nesterov=recipe.nesterov, l2=recipe.l2,
-                      muon=tuple(kernels[1:]), muon_lr=recipe.muon_lr, base_lr=recipe.peak_lr)
+def make_optimizer(recipe: Recipe, *, precision: str = "float32", muon: tuple[str, ...] = ()) -> Any:
+    """SGD with the recipe's momentum and coupled L2 on kernels (loss-scaled for float16); the kernels in `muon`
+    (variable paths, `muon_kernels`) take Muon steps at the recipe's `muon_lr` (`MuonSGD`)."""
+    args = {"learning_rate": recipe.lr_at(0.0), "momentum": recipe.momentum, "nesterov": recipe.nesterov, "l2": recipe.l2}
+    if recipe.muon_lr and muon:
+        opt = MuonSGD(**args, muon=muon, muon_lr=recipe.muon_lr, base_lr=recipe.peak_lr)
     else:
-        opt = L2SGD(learning_rate=recipe.lr_at(0.0), momentum=recipe.momentum, nesterov=recipe.nesterov, l2=recipe.l2)
+        opt = L2SGD(**args)
     if precision == "mixed_float16":
         opt = keras.optimizers.LossScaleOptimizer(opt)
     return opt
+
+
+def muon_kernels(model: Any) -> tuple[str, ...]:
+    """The trainable kernels of the convolutions whose output goes only into BatchNormalization, except the network's
+    first convolution: the layers whose scale the BN after them cancels (so `MuonSGD` may fix their norm), the stem
+    left to plain SGD (it starts from the data's whitening directions)."""
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    out = []
+    for layer in convs[1:]:
+        consumers = [node.operation for node in layer._outbound_nodes]
+        if layer.trainable and consumers and all(isinstance(c, keras.layers.BatchNormalization) for c in consumers):
+            out.append(layer.kernel.path)
+    return tuple(out)
 
 
 @keras.saving.register_keras_serializable(package="explorer")
@@ -494,6 +508,32 @@ def _num(value: Any) -> float | None:
 
 
 # --------------------------------------------------------------------------- the loop
+def warm_up(images: np.ndarray | None = None, *, preset: str = DEFAULT_PRESET, steps: int = 3) -> None:
+    """Train a throw-away `preset` a few steps the way `train` does (batch 64, the short recipe's precision), then
+    predict once, so that a job's first batch finds TensorFlow's one-time set-up done (its graph optimiser, the
+    oneDNN kernels of these shapes, Keras' training step); a warm training process calls it before its job comes.
+
+    Args:
+        images: uint8 (N, 32, 32, 3) images to step on (random ones when None).
+    """
+    recipe = RECIPES["short"]
+    batch = recipe.batch_size
+    if images is None or len(images) < batch or images.shape[1:] != (32, 32, 3):
+        images = np.random.default_rng(0).integers(0, 256, (batch, 32, 32, 3), dtype=np.uint8)
+    x = images[:batch].astype(np.float32) / 255.0
+    y = np.eye(10, dtype=np.float32)[np.arange(batch) % 10]
+    model = build_training_model(get_preset(preset).config, precision=choose_precision("auto", recipe))
+    fuse_batchnorm(model)
+    optimizer = make_optimizer(recipe, precision=choose_precision("auto", recipe), muon=muon_kernels(model))
+    model.compile(optimizer=optimizer, loss=keras.losses.CategoricalCrossentropy(label_smoothing=recipe.label_smoothing),
+                  metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
+    optimizer.build(model.trainable_variables)
+    data = tf.data.Dataset.from_tensors((x, y)).repeat(steps)
+    model.fit(data, epochs=1, verbose=0, shuffle=False)
+    model.predict(x, batch_size=batch, verbose=0)
+    del model, optimizer
+
+
 def train(job: TrainJob) -> None:
     """Train `job`'s network on its data in this process, reporting into the job as it goes (the job's worker calls it)."""
     from explorer.data import make_datasets
@@ -528,7 +568,8 @@ def train(job: TrainJob) -> None:
             job.update(whitening=whiten_first_conv(model, data.x_train, tuple(data.mean), tuple(data.std),
                                                    index=pipes.train_index, seed=s.seed))
         fuse_batchnorm(model)  # same function, TensorFlow's fused kernel (a plain Keras model is saved)
-        optimizer = make_optimizer(recipe, precision=precision, model=model)
+        muon = muon_kernels(model) if recipe.muon_lr and s.weights is None else ()
+        optimizer = make_optimizer(recipe, precision=precision, muon=muon)
         model.compile(
             optimizer=optimizer,
             loss=keras.losses.CategoricalCrossentropy(label_smoothing=recipe.label_smoothing),

@@ -131,6 +131,10 @@ class _ProcessJob(TrainJob):
             st = self.state
             st.pressed, st.timings, st.part, st.part_since = clock[0], dict(clock[1]), clock[2], clock[3]
 
+    def _release_memory(self) -> None:
+        """Nothing: the process ends as soon as it has handed its result back, and its memory with it (a heap trim
+        here would only delay the result)."""
+
     def mark(self, part: str | None) -> None:
         # the end of the job here is the start of the hand-back: the server closes it when it has everything
         super().mark("hand-back" if part is None else part)
@@ -202,14 +206,19 @@ worker_main = _process_main
 
 # --------------------------------------------------------------------------- warm workers
 WARM_ENV = "EXPLORER_WARM_WORKERS"
+WARM_STEP_ENV = "EXPLORER_WARM_STEPS"  # 0: a warm worker does not train a throw-away network first (for measuring)
 
 
 def _warm_up(jobs: Any, preload: Any) -> tuple[tuple | None, Any]:
     """In a warm worker: import TensorFlow, read the data, then wait for the spec (None when the server is gone)."""
     import explorer.training.loop  # noqa: F401 - TensorFlow and Keras
-    from explorer.data import load_cifar10
+    from explorer.data import images_tensor, load_cifar10
 
     data = None if preload is None else load_cifar10(preload, use_env=False, use_keras_cache=False, allow_download=False)
+    if data is not None:
+        images_tensor(data.x_train, keep=True)
+    if os.environ.get(WARM_STEP_ENV, "1") != "0":
+        explorer.training.loop.warm_up(None if data is None else data.x_train)
     parent = os.getppid()
     while True:
         try:

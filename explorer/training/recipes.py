@@ -44,6 +44,10 @@ class Recipe:
             images' patches (`explorer.whiten`; not when starting from ImageNet weights).
         residual_gamma: Initial BN scale (gamma) of the last BN of each residual branch (1 = Keras' default;
             not when starting from ImageNet weights).
+        muon_lr: Muon steps for the convolutions whose output goes into a BatchNormalization (all but the first
+            convolution in the papers' networks; `explorer.training.loop.MuonSGD`): each step is the momentum of
+            the gradient orthogonalised, at this learning rate at the schedule's peak, the kernel kept at a
+            fixed norm (0 = plain SGD for every weight; not when starting from ImageNet weights).
         epochs: Default budget in epochs (None when the default budget is time).
         seconds: Default budget in seconds.
     """

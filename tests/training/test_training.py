@@ -241,6 +241,52 @@ def test_l2_is_added_to_kernel_gradients_only():
     assert np.allclose(kernel.numpy(), 1 - 1e-4) and np.allclose(gamma.numpy(), 1.0)
 
 
+def test_newton_schulz_pushes_every_singular_value_towards_one():
+    from explorer.training.loop import newton_schulz
+
+    rng = np.random.default_rng(0)
+    u, _ = np.linalg.qr(rng.normal(size=(144, 32)))
+    v, _ = np.linalg.qr(rng.normal(size=(32, 32)))
+    g = (u * np.geomspace(0.5, 10.0, 32)) @ v.T  # singular values spread over a factor of 20
+    out = np.asarray(newton_schulz(g.astype(np.float32)))
+    sv = np.linalg.svd(out, compute_uv=False)
+    assert out.shape == (144, 32)
+    assert sv.min() > 0.5 and sv.max() < 1.3, sv
+    assert np.linalg.svd(np.asarray(newton_schulz(g.T.astype(np.float32))), compute_uv=False).max() < 1.3  # (wide too)
+
+
+def test_muon_steps_go_to_the_convolutions_into_batchnorm_after_the_first():
+    from explorer.training.loop import muon_kernels
+
+    v1 = muon_kernels(T.build_training_model(ResNetConfig(depth=20)))
+    assert len(v1) == 18 and "stem_conv/kernel" not in v1 and all(p.endswith("/kernel") for p in v1)
+    # pre-activation: a block's last convolution feeds the addition, whose scale matters: plain SGD there
+    v2 = muon_kernels(T.build_training_model(ResNetConfig(version=2, depth=20)))
+    model = T.build_training_model(ResNetConfig(version=2, depth=20))
+    into_add = [layer.kernel.path for layer in model.layers if layer.name.endswith("conv2")]
+    assert into_add and not set(into_add) & set(v2) and any(p.endswith("conv1/kernel") for p in v2)
+    assert muon_kernels(T.build_training_model(ResNetConfig(depth=20, batch_norm=False))) == ()
+
+
+def test_a_muon_step_keeps_the_kernel_norm_and_moves_it_by_an_orthogonalised_step():
+    import keras
+
+    from explorer.training.loop import MuonSGD
+
+    rng = np.random.default_rng(1)
+    kernel = keras.Variable(rng.normal(size=(3, 3, 4, 8)).astype(np.float32), name="kernel")
+    bias = keras.Variable(np.ones((8,), np.float32), name="bias")
+    opt = MuonSGD(learning_rate=0.5, momentum=0.9, nesterov=True, muon=(kernel.path,), muon_lr=0.05, base_lr=0.5)
+    before = kernel.numpy() * np.sqrt(8) / np.linalg.norm(kernel.numpy())
+    g = rng.normal(size=(3, 3, 4, 8)).astype(np.float32)
+    opt.apply([g, np.ones(8, np.float32)], [kernel, bias])
+    step = (before - kernel.numpy()).reshape(36, 8) / 0.05  # this lr × muon_lr / base_lr
+    sv = np.linalg.svd(step, compute_uv=False)
+    assert sv.min() > 0.5 and sv.max() < 1.3, sv  # an orthogonalised step, whatever the gradient's scale
+    assert np.linalg.norm(kernel.numpy()) == pytest.approx(np.sqrt(8), rel=0.15)
+    assert np.allclose(bias.numpy(), 1 - 0.5 * (1 + 0.9))  # the rest: Nesterov SGD
+
+
 def test_history_csv():
     text = T.history_csv([{"step": 1, "loss": 2.0}], [{"epoch": 1, "loss": 1.5, "val_loss": 1.6}])
     lines = text.strip().splitlines()
