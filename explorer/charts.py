@@ -60,16 +60,19 @@ def live_curves(batches: Sequence[Mapping[str, Any]], epochs: Sequence[Mapping[s
             line={"color": TRAIN_COLOR, "width": 1.5}, opacity=0.6, legendgroup="train_b", showlegend=legend,
             hovertemplate=f"epoch %{{x:.2f}}<br>{metric} %{{y:.3f}}<extra>train</extra>",
         ), row=1, col=col)
-        fig.add_trace(go.Scatter(
-            x=x_epochs, y=_col(epochs, metric), mode="lines+markers", name="train (epoch)",
-            line={"color": TRAIN_COLOR, "width": 2.5}, marker={"size": 8}, legendgroup="train_e", showlegend=legend,
-            hovertemplate=f"epoch %{{x:.2f}}<br>{metric} %{{y:.3f}}<extra>train (epoch)</extra>",
-        ), row=1, col=col)
-        fig.add_trace(go.Scatter(
-            x=x_epochs, y=_col(epochs, f"val_{metric}"), mode="lines+markers", name="validation (epoch)",
-            line={"color": VAL_COLOR, "width": 2.5}, marker={"size": 8, "symbol": "diamond"}, legendgroup="val",
-            showlegend=legend, hovertemplate=f"epoch %{{x:.2f}}<br>{metric} %{{y:.3f}}<extra>validation</extra>",
-        ), row=1, col=col)
+        # (an epoch trace only once it has a point: a run shorter than an epoch has no legend entry without a mark)
+        if any(v is not None for v in _col(epochs, metric)):
+            fig.add_trace(go.Scatter(
+                x=x_epochs, y=_col(epochs, metric), mode="lines+markers", name="train (epoch)",
+                line={"color": TRAIN_COLOR, "width": 2.5}, marker={"size": 8}, legendgroup="train_e", showlegend=legend,
+                hovertemplate=f"epoch %{{x:.2f}}<br>{metric} %{{y:.3f}}<extra>train (epoch)</extra>",
+            ), row=1, col=col)
+        if any(v is not None for v in _col(epochs, f"val_{metric}")):
+            fig.add_trace(go.Scatter(
+                x=x_epochs, y=_col(epochs, f"val_{metric}"), mode="lines+markers", name="validation (epoch)",
+                line={"color": VAL_COLOR, "width": 2.5}, marker={"size": 8, "symbol": "diamond"}, legendgroup="val",
+                showlegend=legend, hovertemplate=f"epoch %{{x:.2f}}<br>{metric} %{{y:.3f}}<extra>validation</extra>",
+            ), row=1, col=col)
     fig.update_xaxes(title_text="epoch", rangemode="tozero")
     fig.update_yaxes(rangemode="tozero", row=1, col=1)
     fig.update_yaxes(range=[0, 1], tickformat=".0%", row=1, col=2)

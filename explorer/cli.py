@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import json
 import os
 import sys
@@ -327,7 +328,13 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise ConfigError("out", f"cannot create the folder {args.out} ({exc.strerror or exc})",
                               "give --out a folder you can write to") from None
     try:
-        data = _load_folders(args, config) if folders else load_cifar10(args.data_dir)
+        if folders:
+            data = _load_folders(args, config)
+        else:  # CIFAR-10 is read (files and numpy: mostly without the GIL) while TensorFlow starts in this thread
+            with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="read-cifar10") as pool:
+                reading = pool.submit(load_cifar10, args.data_dir)
+                _start_tensorflow(args)
+                data = reading.result()
     except DataError as exc:
         print(f"python -m explorer: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -341,9 +348,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         print(f"data: {data.source} ({data.n_train:,} training, {data.n_test:,} test images)", file=sys.stderr)
     config, ag = plan.config, plan.graph
-    _start_tensorflow(args)
+    if folders:
+        _start_tensorflow(args)
     job = training.TrainJob(config, data, settings, idle_timeout=None, name=f"depth-{config.resolved_depth}",
-                            worker=worker, pressed=command_started())
+                            worker=worker, pressed=command_started(), release_memory=False)
     r = job.settings  # with the batch fitted to the data read
     if job.batch_notice:
         print(f"note: {job.batch_notice}", file=sys.stderr)
@@ -535,10 +543,12 @@ def _follow(job) -> tuple[int, bool]:  # job: training.TrainJob
                       f"acc {e['accuracy']:.2%}{val}", file=sys.stderr)
             shown_epochs = len(snap.epochs)
             now = time.monotonic()
-            if snap.phase != "training" and (snap.phase.split(" (")[0] != last_phase.split(" (")[0] or now - last_line >= 10):
-                # before and after the training batches (data, compilation, validation, test): wall clock and phase
-                print(f"[{now - started:6.1f}s wall] {snap.phase} …", file=sys.stderr)
-                last_phase, last_line = snap.phase, now
+            if snap.phase != "training":
+                # before and after the training batches (data, compilation, validation, test): wall clock and phase,
+                # again every 5 s while it lasts (the test set's share done)
+                if snap.phase.split(" (")[0] != last_phase.split(" (")[0] or now - last_line >= 5:
+                    print(f"[{now - started:6.1f}s wall] {snap.phase} …", file=sys.stderr)
+                    last_phase, last_line = snap.phase, now
             elif snap.batches and now - last_line >= 5:
                 b = snap.batches[-1]
                 ips = f" · {snap.images_per_second:,.0f} img/s" if snap.images_per_second else ""

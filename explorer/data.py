@@ -693,31 +693,40 @@ def normalise(images: Any, mean: tuple[float, ...] = MEAN, std: tuple[float, ...
     return tf.cast(images, tf.float32) * scale + offset
 
 
-def augment_batch(images: Any, *, flip: bool, crop: int) -> Any:
+def augment_batch(images: Any, *, flip: bool, crop: int, seed: Any = None) -> Any:
     """Per-image random horizontal flip and random translation of a (B, H, W, C) batch (vectorised).
 
     Args:
         images: uint8 (or float) batch.
         flip: Flip each image left-right with probability 1/2.
         crop: Pad by this many pixels (reflect) and crop back at a random offset (0 = off).
+        seed: Two integers (e.g. the run's seed and the batch's number) that decide the flips and offsets (None:
+            TensorFlow's random state).
     """
     import tensorflow as tf
 
     x = images
     if not (flip or crop):
         return x
+
+    def uniform(k: int, shape: list, **kw: Any) -> Any:
+        if seed is None:
+            return tf.random.uniform(shape, **kw)
+        return tf.random.stateless_uniform(shape, seed=tf.cast(seed, tf.int64) + tf.constant([0, 1 << 40], tf.int64) * k,
+                                           **kw)
+
     batch, height, width = tf.shape(x)[0], x.shape[1], x.shape[2]
     cols = tf.broadcast_to(tf.range(width)[None, :], [batch, width])
     if crop:
         x = tf.pad(x, [[0, 0], [crop, crop], [crop, crop], [0, 0]], mode="REFLECT")
-        oy = tf.random.uniform([batch, 1], 0, 2 * crop + 1, dtype=tf.int32)
-        ox = tf.random.uniform([batch, 1], 0, 2 * crop + 1, dtype=tf.int32)
+        oy = uniform(1, [batch, 1], minval=0, maxval=2 * crop + 1, dtype=tf.int32)
+        ox = uniform(2, [batch, 1], minval=0, maxval=2 * crop + 1, dtype=tf.int32)
         x = tf.gather(x, oy + tf.range(height)[None, :], axis=1, batch_dims=1)
         cols = cols + ox
     if flip:
         # Reverse the column order of a random half of the images (a per-image gather is ~4x
         # cheaper on a CPU than tf.where over the whole batch).
-        flipped = tf.random.uniform([batch, 1]) < 0.5
+        flipped = uniform(3, [batch, 1]) < 0.5
         cols = tf.where(flipped, tf.reverse(cols, axis=[1]), cols)
     x = tf.gather(x, cols, axis=2, batch_dims=1)
     return x
@@ -790,14 +799,17 @@ def make_datasets(data: Any, *, batch_size: int = 256, subset: int | None = None
     def gather(idx: Any) -> tuple[Any, Any]:
         return tf.gather(x_all, idx), tf.gather(y_all, idx)
 
-    def gather_augmented(idx: Any) -> tuple[Any, Any]:
-        return norm(augment_batch(tf.gather(x_all, idx), flip=flip, crop=crop)), tf.gather(y_all, idx)
+    def gather_augmented(number: Any, idx: Any) -> tuple[Any, Any]:
+        # (the run's seed and the batch's number decide its flips and shifts: a seed repeats a run's augmentation)
+        images = augment_batch(tf.gather(x_all, idx), flip=flip, crop=crop, seed=tf.stack([tf.constant(seed, tf.int64), number]))
+        return norm(images), tf.gather(y_all, idx)
 
     n_train = len(train_pos)
     train = (
         tf.data.Dataset.from_tensor_slices(train_pos)
         .shuffle(n_train, seed=seed, reshuffle_each_iteration=True)
         .batch(batch_size, drop_remainder=True)
+        .enumerate()
         .map(gather_augmented)
         .prefetch(2)
     )

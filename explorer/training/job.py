@@ -185,12 +185,15 @@ class TrainJob:
             (`model_bytes`; `model` loads them when first asked for).
         pressed: When Train was pressed (`time.time()`; default: now): a budget in seconds is the wall time from
             here to the result, and `timings` say where it went.
+        release_memory: After the result, hand the freed heap back to the system (`release_freed_memory`; a
+            server keeps running). A process that ends with its job (the CLI) says False: the trim can take
+            tens of seconds after a training, and the result would wait for it.
     """
 
     def __init__(self, config: ResNetConfig, data: Any, settings: TrainSettings | None = None, *,
                  idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT, slots: threading.Semaphore | FairSlots | None = None,
                  name: str | None = None, max_seconds: float | None = None, check_memory: bool = True,
-                 worker: str = "thread", pressed: float | None = None) -> None:
+                 worker: str = "thread", pressed: float | None = None, release_memory: bool = True) -> None:
         if worker not in guards.WORKERS:
             raise ValueError(f"worker must be one of {guards.WORKERS}, not {worker!r}")
         problem = data_mismatch(config, data)
@@ -209,6 +212,7 @@ class TrainJob:
         self.check_memory = check_memory
         self.name = name or f"depth {config.resolved_depth}"
         self.worker = worker
+        self.release_memory = release_memory
         self.state = JobState()
         self.state.pressed = time.time() if pressed is None else pressed
         self.state.mark("starting", self.state.pressed)
@@ -410,10 +414,8 @@ class TrainJob:
             self._finish("failed", error=f"{type(exc).__name__}: {exc}")
         finally:
             # after the result is out: handing pages back can take seconds on a machine that reclaims memory
-            self._release_memory()
-
-    def _release_memory(self) -> None:
-        release_freed_memory()
+            if self.release_memory:
+                release_freed_memory()
 
     def _check_memory(self) -> None:
         """Estimate the training's memory and (with `check_memory`) refuse it, with a ConfigError, when it would not

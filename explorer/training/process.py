@@ -131,10 +131,6 @@ class _ProcessJob(TrainJob):
             st = self.state
             st.pressed, st.timings, st.part, st.part_since = clock[0], dict(clock[1]), clock[2], clock[3]
 
-    def _release_memory(self) -> None:
-        """Nothing: the process ends as soon as it has handed its result back, and its memory with it (a heap trim
-        here would only delay the result)."""
-
     def mark(self, part: str | None) -> None:
         # the end of the job here is the start of the hand-back: the server closes it when it has everything
         super().mark("hand-back" if part is None else part)
@@ -164,7 +160,7 @@ def _process_main(spec: tuple | None, updates: Any, stop: Any, jobs: Any = None,
         os.nice(nice)
     data = preloaded if data is None else data
     job = _ProcessJob(config, data, settings, idle_timeout=None, slots=threading.BoundedSemaphore(1), name=name,
-                      max_seconds=max_seconds, check_memory=False, remote_stop=stop, clock=clock)
+                      max_seconds=max_seconds, check_memory=False, release_memory=False, remote_stop=stop, clock=clock)
     sent = 0
     done = threading.Event()
 

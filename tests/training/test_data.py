@@ -428,6 +428,21 @@ def test_augmentation_flips_and_translates():
     assert np.isin(shifted, x.numpy()).all()  # only pixels of the images (reflect padding)
 
 
+def test_a_seed_repeats_the_training_batches_flips_included(tmp_path):
+    write_layout(tmp_path, "binary")
+    data = D.load_cifar10(tmp_path, allow_download=False)
+
+    def first_batches(seed: int, n: int = 3) -> list:
+        pipes = D.make_datasets(data, batch_size=50, val_split=0.0, flip=True, crop=2, seed=seed)
+        return [x.numpy() for x, _ in pipes.train.take(n)]
+
+    a, b, other = first_batches(0), first_batches(0), first_batches(1)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    assert not np.array_equal(a[0], other[0])
+    noflip = D.make_datasets(data, batch_size=50, val_split=0.0, flip=False, crop=0, seed=0)
+    assert not np.array_equal(next(iter(noflip.train))[0].numpy(), a[0])  # (the same images, some moved or mirrored)
+
+
 def test_subset_smaller_than_a_batch_is_a_data_error(tmp_path):
     write_layout(tmp_path, "binary")
     data = D.load_cifar10(tmp_path, allow_download=False)

@@ -39,9 +39,16 @@ def test_live_curves_traces():
     assert fig.layout.title.text == "run"
 
 
+def test_live_curves_list_only_the_traces_that_have_a_point():
+    fig = charts.live_curves(BATCHES, [])  # a run shorter than an epoch so far
+    assert [t.name for t in fig.data] == ["train (batches, smoothed)"] * 2
+    no_val = [{**e, "val_loss": None, "val_accuracy": None} for e in EPOCHS]
+    assert [t.name for t in charts.live_curves(BATCHES, no_val).data] == ["train (batches, smoothed)", "train (epoch)"] * 2
+
+
 def test_live_curves_empty():
     fig = charts.live_curves([], [])
-    assert len(fig.data) == 6 and all(len(t.x) == 0 for t in fig.data)
+    assert len(fig.data) == 2 and all(len(t.x) == 0 for t in fig.data)  # the training curve of each panel, empty
 
 
 def runs() -> list[RunRecord]:
