@@ -500,7 +500,7 @@ def _train_settings(args: argparse.Namespace, *, folders: bool):  # -> training.
     return TrainSettings(
         recipe=args.recipe, epochs=args.epochs, seconds=args.seconds, steps=args.steps, subset=args.subset,
         batch_size=args.batch_size, flip=args.flip, crop=args.crop, val_split=None if folders else args.val_split, precision=args.precision,
-        tta=args.tta, seed=args.seed,
+        tta=args.tta, muon=args.muon, seed=args.seed,
         early_stopping=args.early_stopping, reduce_lr_on_plateau=args.reduce_lr_on_plateau,
         checkpoint_best=args.checkpoint_best, weights=args.weights,
     )
@@ -718,6 +718,9 @@ def make_parser() -> argparse.ArgumentParser:
                    "with --image-dir: of each class folder, default 0.2)")
     p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None, help="random horizontal flips")
     p.add_argument("--crop", type=int, metavar="PX", help="random translations by up to PX pixels (0 = off)")
+    p.add_argument("--muon", action=argparse.BooleanOptionalAction, default=None,
+                   help="Muon steps for the convolutions into a BatchNorm (the short recipe's default; --no-muon: plain "
+                        "SGD for every weight, as in the papers)")
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None, help="test-time augmentation: average each test image's prediction with its mirror's and both moved a pixel")
     p.add_argument("--precision", choices=("auto", "float32", "mixed_bfloat16", "mixed_float16"))
     p.add_argument("--seed", type=int, default=0)

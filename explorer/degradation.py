@@ -54,8 +54,11 @@ NETWORKS: tuple[tuple[str, ResNetConfig], ...] = lesson_networks()
 
 def lesson_settings(*, steps: int = DEFAULT_STEPS, batch_size: int = DEFAULT_BATCH, seed: int = 0) -> TrainSettings:
     """One budget in steps for every network; no validation split (every image of the subset trains) and one
-    plain evaluation (no test-time augmentation) at the end, on the training subset."""
-    return TrainSettings(steps=steps, batch_size=batch_size, val_split=0.0, tta=False, evaluate=True, seed=seed)
+    plain evaluation (no test-time augmentation) at the end, on the training subset. Plain SGD, as in the paper:
+    with the short recipe's Muon steps all but plain-56 fit the subset (300 steps: plain-20 15.6 %, plain-56 72.8 %,
+    ResNet-20 0.0 %, ResNet-56 0.2 % training error), and the residual pair meets at the floor."""
+    return TrainSettings(steps=steps, batch_size=batch_size, val_split=0.0, tta=False, muon=False, evaluate=True,
+                         seed=seed)
 
 
 def training_subset(data: Any, subset: int | None, *, seed: int = 0) -> Any:

@@ -594,7 +594,7 @@ def train(job: TrainJob) -> None:
             job.update(whitening=whiten_first_conv(model, data.x_train, tuple(data.mean), tuple(data.std),
                                                    index=pipes.train_index, seed=s.seed))
         fuse_batchnorm(model)  # same function, TensorFlow's fused kernel (a plain Keras model is saved)
-        muon = muon_kernels(model) if recipe.muon_lr and s.weights is None else ()
+        muon = muon_kernels(model) if s.muon and recipe.muon_lr and s.weights is None else ()
         optimizer = make_optimizer(recipe, precision=precision, muon=muon)
         model.compile(
             optimizer=optimizer,

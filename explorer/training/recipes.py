@@ -91,7 +91,9 @@ RECIPES: dict[str, Recipe] = {
         name="short", label="Short (fast to a good accuracy on a CPU)",
         description=(
             "Time-budgeted one-cycle SGD (Nesterov, batch 64, peak LR 0.15, warm-up 25 %, linear decay to zero "
-            "when the budget ends), label smoothing 0.2, random flips, L2 5e-4, the first convolution started from "
+            "when the budget ends), with Muon steps for the convolutions into a BatchNorm (the momentum "
+            "orthogonalised, peak LR 0.02, each kernel at a fixed norm), label smoothing 0.2, random flips, L2 5e-4, "
+            "the first convolution started from "
             "whitening directions of the training images' patches, the last BN of each residual branch started at "
             "scale 0.5, BN momentum 0.9; 5 % held out for validation; mixed precision where the hardware has it. "
             "A budget in seconds is the whole wait to the result: exact BN statistics and test-time views (the "
@@ -100,7 +102,7 @@ RECIPES: dict[str, Recipe] = {
         ),
         batch_size=64, peak_lr=0.15, nesterov=True, l2=5e-4, schedule="onecycle", warmup=0.25,
         label_smoothing=0.2, flip=True, crop=0, val_split=0.05, precision="auto", tta=True, bn_momentum=0.9,
-        recalibrate_bn=16, whiten_stem=True, residual_gamma=0.5, seconds=90.0,
+        recalibrate_bn=16, whiten_stem=True, residual_gamma=0.5, muon_lr=0.02, seconds=90.0,
     ),
     "paper": Recipe(
         name="paper", label="Paper (He et al. 2015)",
@@ -131,6 +133,8 @@ class TrainSettings:
         val_split: Fraction held out for validation (0 = none).
         precision: "auto", "float32", "mixed_bfloat16" or "mixed_float16".
         tta: Test-time augmentation at evaluation (`TTA_VIEWS`).
+        muon: Muon steps for the convolutions into a BatchNorm (`Recipe.muon_lr`; None = the recipe's choice,
+            False = plain SGD for every weight, as in the papers).
         evaluate: Evaluate on the test set at the end.
         seed: Seed of the subset, split, shuffling and initial weights.
         early_stopping: Stop when the monitored loss (validation loss; the training loss when there is
@@ -157,6 +161,7 @@ class TrainSettings:
     val_split: float | None = None
     precision: str | None = None
     tta: bool | None = None
+    muon: bool | None = None
     evaluate: bool = True
     seed: int = 0
     early_stopping: int | None = None
@@ -192,6 +197,9 @@ class TrainSettings:
         if self.weights is not None and (not isinstance(self.weights, str) or not self.weights.strip()):
             raise ConfigError("weights", f"{self.weights!r} is not a weights source",
                               "give imagenet or the path of a keras.applications .h5 weights file")
+        if self.muon and not RECIPES[self.recipe].muon_lr:
+            raise ConfigError("muon", f"the {self.recipe} recipe trains every weight with plain SGD (no Muon steps)",
+                              "choose the short recipe (--recipe short) for Muon steps")
         self._check_callbacks()
 
     @property
@@ -246,6 +254,7 @@ class TrainSettings:
             val_split=r.val_split if self.val_split is None else self.val_split,
             precision=self.precision or r.precision,
             tta=r.tta if self.tta is None else self.tta,
+            muon=r.muon_lr > 0 if self.muon is None else self.muon,
         )
 
     def budget_text(self) -> str:

@@ -217,3 +217,10 @@ def test_degradation_subtab_runs_and_fills_compare(fixture_dir):
     runs = at.session_state[session.RUNS]
     names = [r.name for r in (runs.values() if isinstance(runs, dict) else runs)]
     assert "lesson · plain-8" in names and "lesson · resnet-8" in names
+
+
+def test_the_lesson_trains_with_plain_sgd_as_in_the_paper():
+    from explorer.degradation import lesson_settings
+
+    settings = lesson_settings()
+    assert settings.muon is False and settings.resolved().muon is False and settings.steps is not None

@@ -37,6 +37,9 @@ def test_one_epoch_fills_history_and_evaluates(data):
     assert result["epochs_completed"] == 1 and result["test_images"] == 200
     assert result["train_images_per_second"] > 0
     assert job.model_bytes()[:2] == b"PK"  # a .keras file is a zip
+    from explorer.training.loop import MuonSGD
+
+    assert isinstance(job.model.optimizer, MuonSGD) and job.model.optimizer.muon  # the short recipe's Muon steps
 
 
 def test_the_training_step_is_traced_once(data, monkeypatch):
@@ -239,6 +242,14 @@ def test_l2_is_added_to_kernel_gradients_only():
     opt.learning_rate = 1.0
     opt.apply([np.zeros(2, np.float32), np.zeros(2, np.float32)], [kernel, gamma])
     assert np.allclose(kernel.numpy(), 1 - 1e-4) and np.allclose(gamma.numpy(), 1.0)
+
+
+def test_muon_is_the_short_recipes_choice_and_can_be_turned_off():
+    assert T.TrainSettings().resolved().muon is True
+    assert T.TrainSettings(recipe="paper").resolved().muon is False
+    assert T.TrainSettings(muon=False).resolved().muon is False
+    with pytest.raises(ConfigError, match="plain SGD"):
+        T.TrainSettings(recipe="paper", muon=True)
 
 
 def test_newton_schulz_pushes_every_singular_value_towards_one():
