@@ -29,7 +29,7 @@ KEPT_WIDGETS: tuple[str, ...] = (
     # Train (and its Predict expander)
     "train_source", "train_folder_root", "train_folder_val", "train_folder_split", "train_adapt", "train_folder_adapt",
     "train_recipe", "train_budget_kind", "train_seconds", "train_epochs", "train_subset", "train_batch", "train_flip",
-    "train_crop", DATA_DIR, "train_cb_early_stopping", "train_cb_plateau", "train_cb_best", "train_weights_on",
+    "train_crop", "train_muon", DATA_DIR, "train_cb_early_stopping", "train_cb_plateau", "train_cb_best", "train_weights_on",
     "train_weights_file", "predict_source",
     # Compare
     "compare_runs", "compare_metric", "compare_x",

@@ -179,3 +179,17 @@ def test_compare_keeps_the_runs_left_out_and_selects_new_ones():
     chart = at.get("plotly_chart")[0]
     names = [t["name"] for t in json.loads(chart.proto.spec)["data"]]
     assert names == ["run b", "run b · validation", "run b · test", "run c", "run c · validation", "run c · test"]
+
+
+def test_the_muon_checkbox_keeps_its_value_across_tabs():
+    at = run_app()
+    open_tab(at, "Train")
+    assert widget(at, "train_muon").value is True  # the short recipe's choice
+    set_widget(at, "train_muon", False)
+    for tab in common.TABS:
+        open_tab(at, tab)
+    open_tab(at, "Train")
+    assert widget(at, "train_muon").value is False
+    assert at.session_state["train_muon"] is False
+    set_widget(at, "train_recipe", "paper")  # a recipe without Muon steps: no checkbox
+    assert not [w for w in at.checkbox if w.key == "train_muon"]
