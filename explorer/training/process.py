@@ -149,10 +149,12 @@ def _process_main(spec: tuple | None, updates: Any, stop: Any, jobs: Any = None,
     """
     from explorer.backend import quiet_start
 
+    watching = _watch_server() if spec is None else None
     quiet_start()  # TensorFlow's start-up log stays out of the server's console (EXPLORER_TF_VERBOSE=1 shows it)
     preloaded = None
     if spec is None:
         spec, preloaded = _warm_up(jobs, preload)
+        watching.set()  # (from here on the job stops itself when the server is gone, `_ProcessJob.should_stop`)
         if spec is None:
             return
     config, data, settings, name, max_seconds, nice, clock = spec
@@ -205,8 +207,24 @@ WARM_ENV = "EXPLORER_WARM_WORKERS"
 WARM_STEP_ENV = "EXPLORER_WARM_STEPS"  # 0: a warm worker does not train a throw-away network first (for measuring)
 
 
+def _watch_server() -> threading.Event:
+    """End this process as soon as the server is gone, until the returned event is set: a warm worker watches from its
+    first line to its job (a server stopped right after a job would otherwise leave its new warm worker importing
+    TensorFlow and training a throw-away network beside whatever runs next)."""
+    parent, taken = os.getppid(), threading.Event()
+
+    def watch() -> None:
+        while not taken.wait(0.5):
+            if os.getppid() != parent:
+                os._exit(0)
+
+    threading.Thread(target=watch, name="watch-server", daemon=True).start()
+    return taken
+
+
 def _warm_up(jobs: Any, preload: Any) -> tuple[tuple | None, Any]:
     """In a warm worker: import TensorFlow, read the data, then wait for the spec (None when the server is gone)."""
+    parent = os.getppid()
     import explorer.training.loop  # noqa: F401 - TensorFlow and Keras
     from explorer.data import images_tensor, load_cifar10
 
@@ -215,7 +233,6 @@ def _warm_up(jobs: Any, preload: Any) -> tuple[tuple | None, Any]:
         images_tensor(data.x_train, keep=True)
     if os.environ.get(WARM_STEP_ENV, "1") != "0":
         explorer.training.loop.warm_up(None if data is None else data.x_train)
-    parent = os.getppid()
     while True:
         try:
             return jobs.get(timeout=1.0), data

@@ -224,3 +224,32 @@ def small_cifar_copy(data):
     from dataclasses import replace
 
     return replace(data, path=None)
+
+
+def test_a_warm_worker_ends_with_its_server_even_in_the_middle_of_its_warm_up(tmp_path):
+    import subprocess
+    import sys
+
+    server = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\n"
+         "from explorer.training.process import _Warm\n"
+         "warm = _Warm(None)\n"
+         "print(warm.process.pid, flush=True)\n"
+         "time.sleep(1.0)\n"  # (the worker is importing TensorFlow now)
+         "import os; os._exit(0)\n"],  # the server goes without a word (no atexit to end its children)
+        stdout=subprocess.PIPE, text=True, cwd=os.getcwd())
+    pid = int(server.stdout.readline())
+    server.wait(60)
+
+    def gone() -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        try:
+            with open(f"/proc/{pid}/stat") as fh:  # (a zombie waiting for init counts as gone)
+                return fh.read().split(")")[-1].split()[0] == "Z"
+        except FileNotFoundError:
+            return True
+
+    wait_for(gone, timeout=3)  # (before: it imported TensorFlow and warmed up first, ~10 s, then noticed)
