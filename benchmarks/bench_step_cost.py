@@ -33,17 +33,14 @@ def recipe_with(items: list[str]):
     return dataclasses.replace(RECIPES["short"], **changes)
 
 
-def trainer(preset: str, recipe, batch: int):
+def trainer(preset: str, recipe):
     from explorer.presets import get_preset
     from explorer.training import loop
 
-    keras = loop.keras
     precision = loop.choose_precision("auto", recipe)
     model = loop.build_training_model(get_preset(preset).config, precision=precision)
     loop.fuse_batchnorm(model)
-    optimizer = loop.make_optimizer(recipe, precision=precision, muon=loop.muon_kernels(model) if recipe.muon_lr else ())
-    model.compile(optimizer=optimizer, loss=keras.losses.CategoricalCrossentropy(label_smoothing=recipe.label_smoothing))
-    optimizer.build(model.trainable_variables)
+    optimizer = loop.compile_for_training(model, recipe, precision=precision, muon=True)
     return model, precision, type(optimizer).__name__
 
 
@@ -66,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, 64)]
     models = {}
     for name, recipe in recipes.items():
-        model, precision, opt = trainer(args.preset, recipe, 64)
+        model, precision, opt = trainer(args.preset, recipe)
         model.train_on_batch(x, y)  # (traces the step)
         models[name] = model
         print(f"{name}: {opt}, {precision}, muon_lr {recipe.muon_lr}", flush=True)

@@ -15,9 +15,9 @@ import numpy as np
 from explorer.backend import load_keras
 from explorer.config import ResNetConfig
 from explorer.gradflow import seed_weights
+from explorer.presets import DEFAULT_PRESET, get_preset
 from explorer.training.batchnorm import bn_momentum, fuse_batchnorm, recalibrate_batchnorm, scale_residual_gamma
 from explorer.training.evaluation import evaluate_model
-from explorer.presets import DEFAULT_PRESET, get_preset
 from explorer.training.recipes import RECIPES, Recipe
 from explorer.whiten import whiten_first_conv
 
@@ -100,6 +100,20 @@ def make_optimizer(recipe: Recipe, *, precision: str = "float32", muon: tuple[st
     return opt
 
 
+def compile_for_training(model: Any, recipe: Recipe, *, precision: str, muon: bool) -> Any:
+    """Compile `model` with the recipe's optimizer (Muon steps for `muon_kernels` when `muon` and the recipe has them),
+    its label-smoothed cross-entropy and accuracy; return the optimizer, its slots already made.
+
+    The slots are made now because, created inside the first step, they make tf.function trace that step twice
+    (once creating variables, once without): 2.5-4 s more of the budget before the first batch.
+    """
+    optimizer = make_optimizer(recipe, precision=precision, muon=muon_kernels(model) if muon else ())
+    model.compile(optimizer=optimizer, loss=keras.losses.CategoricalCrossentropy(label_smoothing=recipe.label_smoothing),
+                  metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
+    optimizer.build(model.trainable_variables)
+    return optimizer
+
+
 def muon_kernels(model: Any) -> tuple[str, ...]:
     """The trainable kernels of the convolutions whose output goes only into BatchNormalization, except the network's
     first convolution: the layers whose scale the BN after them cancels (so `MuonSGD` may fix their norm), the stem
@@ -140,7 +154,10 @@ def newton_schulz(g: Any, steps: int = 5) -> Any:
     matrix of a (k, rows, columns) stack: the quintic Newton-Schulz iteration of Muon (Jordan et al. 2024)."""
     a, b, c = 3.4445, -4.7750, 2.0315
     ops = keras.ops
-    t = (lambda m: ops.swapaxes(m, -1, -2))
+
+    def t(m: Any) -> Any:
+        return ops.swapaxes(m, -1, -2)
+
     tall = g.shape[-2] > g.shape[-1]
     x = t(g) if tall else g
     x = x / (ops.sqrt(ops.sum(x * x, axis=(-2, -1), keepdims=True)) + 1e-7)
@@ -177,7 +194,7 @@ class MuonSGD(L2SGD):
         rest = [(g, v) for g, v in pairs if self._get_variable_index(v) not in self._muon_index]
         if rest:
             super()._backend_update_step([g for g, _ in rest], [v for _, v in rest], learning_rate)
-        lr = keras.ops.cast(learning_rate, "float32") * (self.muon_lr / self.base_lr)
+        lr = self._muon_rate(learning_rate)
         by_shape: dict[tuple, list] = {}
         for g, v in muon:
             by_shape.setdefault(tuple(v.shape), []).append((g, v))
@@ -185,8 +202,7 @@ class MuonSGD(L2SGD):
             directions = [self._muon_direction(g, v) for g, v in items]
             updates = newton_schulz(keras.ops.stack([keras.ops.reshape(d, (-1, shape[-1])) for d in directions]))
             for i, (_, v) in enumerate(items):
-                w = v * (float(shape[-1]) ** 0.5 / (keras.ops.sqrt(keras.ops.sum(v * v)) + 1e-12))
-                self.assign(v, w - lr * keras.ops.reshape(updates[i], shape))
+                self._muon_step(v, updates[i], lr)
 
     def _muon_direction(self, gradient: Any, variable: Any) -> Any:
         """Update the momentum of `variable` with `gradient`; the (Nesterov) direction to orthogonalise."""
@@ -200,12 +216,18 @@ class MuonSGD(L2SGD):
         index = self._get_variable_index(variable)
         if index not in self._muon_index:
             return super().update_step(gradient, variable, learning_rate)
+        direction = keras.ops.reshape(self._muon_direction(gradient, variable), (-1, variable.shape[-1]))
+        self._muon_step(variable, newton_schulz(direction), self._muon_rate(learning_rate))
+
+    def _muon_rate(self, learning_rate: Any) -> Any:
+        """The Muon learning rate at the schedule's `learning_rate` (`muon_lr` at its peak `base_lr`)."""
+        return keras.ops.cast(learning_rate, "float32") * (self.muon_lr / self.base_lr)
+
+    def _muon_step(self, variable: Any, update: Any, lr: Any) -> None:
+        """Rescale the kernel to a norm of √filters, then move it by `lr` × the orthogonalised `update` (a matrix)."""
         shape = variable.shape
-        update = keras.ops.reshape(newton_schulz(keras.ops.reshape(self._muon_direction(gradient, variable),
-                                                                   (-1, shape[-1]))), shape)
         w = variable * (float(shape[-1]) ** 0.5 / (keras.ops.sqrt(keras.ops.sum(variable * variable)) + 1e-12))
-        lr = keras.ops.cast(learning_rate, variable.dtype) * (self.muon_lr / self.base_lr)
-        self.assign(variable, w - lr * update)
+        self.assign(variable, w - lr * keras.ops.reshape(update, shape))
 
     def get_config(self) -> dict:
         return {**super().get_config(), "muon": list(self.muon), "muon_lr": self.muon_lr, "base_lr": self.base_lr}
@@ -548,12 +570,10 @@ def warm_up(images: np.ndarray | None = None, *, preset: str = DEFAULT_PRESET, s
         images = np.random.default_rng(0).integers(0, 256, (batch, 32, 32, 3), dtype=np.uint8)
     x = images[:batch].astype(np.float32) / 255.0
     y = np.eye(10, dtype=np.float32)[np.arange(batch) % 10]
-    model = build_training_model(get_preset(preset).config, precision=choose_precision("auto", recipe))
+    precision = choose_precision("auto", recipe)
+    model = build_training_model(get_preset(preset).config, precision=precision)
     fuse_batchnorm(model)
-    optimizer = make_optimizer(recipe, precision=choose_precision("auto", recipe), muon=muon_kernels(model))
-    model.compile(optimizer=optimizer, loss=keras.losses.CategoricalCrossentropy(label_smoothing=recipe.label_smoothing),
-                  metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
-    optimizer.build(model.trainable_variables)
+    optimizer = compile_for_training(model, recipe, precision=precision, muon=True)
     data = tf.data.Dataset.from_tensors((x, y)).repeat(steps)
     model.fit(data, epochs=1, verbose=0, shuffle=False)
     model.predict(x, batch_size=batch, verbose=0)
@@ -594,16 +614,7 @@ def train(job: TrainJob) -> None:
             job.update(whitening=whiten_first_conv(model, data.x_train, tuple(data.mean), tuple(data.std),
                                                    index=pipes.train_index, seed=s.seed))
         fuse_batchnorm(model)  # same function, TensorFlow's fused kernel (a plain Keras model is saved)
-        muon = muon_kernels(model) if s.muon and recipe.muon_lr and s.weights is None else ()
-        optimizer = make_optimizer(recipe, precision=precision, muon=muon)
-        model.compile(
-            optimizer=optimizer,
-            loss=keras.losses.CategoricalCrossentropy(label_smoothing=recipe.label_smoothing),
-            metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
-        )
-        # Create the optimizer's slots now: created inside the first step, they make tf.function trace that
-        # step twice (once creating variables, once without) — 2.5-4 s more of the budget before the first batch.
-        optimizer.build(model.trainable_variables)
+        compile_for_training(model, recipe, precision=precision, muon=bool(s.muon) and s.weights is None)
     job.model = model
     if job.should_stop():
         return

@@ -155,8 +155,6 @@ def _process_main(spec: tuple | None, updates: Any, stop: Any, jobs: Any = None,
     if spec is None:
         spec, preloaded = _warm_up(jobs, preload)
         watching.set()  # (from here on the job stops itself when the server is gone, `_ProcessJob.should_stop`)
-        if spec is None:
-            return
     config, data, settings, name, max_seconds, nice, clock = spec
     with contextlib.suppress(OSError, AttributeError):
         os.nice(nice)
@@ -222,9 +220,8 @@ def _watch_server() -> threading.Event:
     return taken
 
 
-def _warm_up(jobs: Any, preload: Any) -> tuple[tuple | None, Any]:
-    """In a warm worker: import TensorFlow, read the data, then wait for the spec (None when the server is gone)."""
-    parent = os.getppid()
+def _warm_up(jobs: Any, preload: Any) -> tuple[tuple, Any]:
+    """In a warm worker: import TensorFlow, read the data, then wait for the spec."""
     import explorer.training.loop  # noqa: F401 - TensorFlow and Keras
     from explorer.data import images_tensor, load_cifar10
 
@@ -233,12 +230,7 @@ def _warm_up(jobs: Any, preload: Any) -> tuple[tuple | None, Any]:
         images_tensor(data.x_train, keep=True)
     if os.environ.get(WARM_STEP_ENV, "1") != "0":
         explorer.training.loop.warm_up(None if data is None else data.x_train)
-    while True:
-        try:
-            return jobs.get(timeout=1.0), data
-        except queue.Empty:
-            if os.getppid() != parent:
-                return None, None
+    return jobs.get(), data  # (the server gone, `_watch_server` ends this process)
 
 
 def data_key(data: Any) -> str | None:
